@@ -1,0 +1,239 @@
+package gateway
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"natter/edge/auth"
+	"natter/edge/protocol"
+	"natter/natsconf"
+)
+
+// client is one WebSocket connection. Its frames are read and its commands
+// relayed on gws's read goroutine, one at a time, so they reach the handlers
+// in the order sent; everything written to it goes through its outbox.
+type client struct {
+	g      *Gateway
+	ws     *gws.Conn
+	raw    *batchConn
+	id     string
+	user   string
+	header nats.Header // identity headers of every command (read-only)
+	out    outbox
+
+	limiter  *rate.Limiter // nil when rate limiting is off
+	lastSeen atomic.Int64  // unix nanoseconds of the last frame read
+	closing  atomic.Bool
+
+	// Read goroutine only.
+	bad, limited int
+
+	// Guarded by the hub's lock.
+	rooms   map[string]struct{}
+	connSub *nats.Subscription
+}
+
+func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.Identity) *client {
+	c := &client{
+		g:     g,
+		ws:    ws,
+		raw:   raw,
+		id:    id,
+		user:  ident.User,
+		rooms: map[string]struct{}{},
+		header: nats.Header{
+			natsconf.HeaderConn: {id},
+			natsconf.HeaderUser: {ident.User},
+			natsconf.HeaderEdge: {g.edgeID},
+		},
+	}
+	if ident.Rooms != nil {
+		c.header.Set(natsconf.HeaderRooms, strings.Join(ident.Rooms, ","))
+	}
+	if ident.Broadcast {
+		c.header.Set(natsconf.HeaderBroadcast, "1")
+	}
+	if g.cfg.Rate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(g.cfg.Rate), g.cfg.Burst)
+	}
+	c.out = outbox{
+		limit:    g.cfg.WriteQueueBytes,
+		write:    c.writeBatch,
+		overflow: func() { c.bye(protocol.ByeSlow, "client did not read fast enough") },
+		wg:       &g.wg,
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	return c
+}
+
+// send queues a frame for the client.
+func (c *client) send(frame []byte) { c.out.push(frame) }
+
+func (c *client) writeBatch(frames [][]byte) error {
+	c.raw.begin()
+	for _, f := range frames {
+		if err := c.ws.WriteMessage(gws.OpcodeText, f); err != nil {
+			_ = c.raw.end()
+			return err
+		}
+	}
+	return c.raw.end()
+}
+
+// deliver handles a message on the connection's own subject: a control
+// operation when it carries one, otherwise a frame to write.
+func (c *client) deliver(m *nats.Msg) {
+	if op := m.Header.Get(natsconf.HeaderOp); op != "" {
+		c.apply(op, m.Header.Get(natsconf.HeaderRoom))
+		return
+	}
+	c.send(m.Data)
+}
+
+// apply carries out a handler's control operation.
+func (c *client) apply(op, room string) {
+	switch op {
+	case natsconf.OpSubscribe:
+		if err := c.g.hub.joinRoom(c, room); err != nil {
+			c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
+		}
+	case natsconf.OpUnsubscribe:
+		c.g.hub.leaveRoom(c, room)
+	case natsconf.OpKick:
+		c.bye(protocol.ByeKicked, "closed by the server")
+	}
+}
+
+// bye sends a "bye" frame and closes the connection, without blocking the
+// caller. Only the first call does anything.
+func (c *client) bye(code protocol.ByeCode, message string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.out.close()
+	c.g.wg.Add(1)
+	go func() {
+		defer c.g.wg.Done()
+		if code == protocol.ByeSlow {
+			c.raw.expedite()
+		}
+		_ = c.ws.WriteMessage(gws.OpcodeText, protocol.EncodeBye(code, message))
+		c.raw.expedite()
+		_ = c.ws.WriteClose(closeCode(code), []byte(code))
+	}()
+}
+
+// closeCode is the WebSocket close code sent after a bye.
+func closeCode(code protocol.ByeCode) uint16 {
+	switch code {
+	case protocol.ByeShutdown:
+		return 1001 // going away
+	case protocol.ByeIdle:
+		return 1000
+	default:
+		return 1008 // policy violation
+	}
+}
+
+// onMessage handles one client frame on the read goroutine.
+func (c *client) onMessage(msg *gws.Message) {
+	defer msg.Close()
+	c.touch()
+	if c.closing.Load() {
+		return
+	}
+	if msg.Opcode != gws.OpcodeText {
+		c.badFrame("", protocol.Errorf(protocol.CodeBadFrame, "binary frames are not accepted; send JSON text"))
+		return
+	}
+	data := msg.Bytes()
+	if len(data) > c.g.cfg.MaxFrame {
+		c.badFrame("", protocol.Errorf(protocol.CodeTooLarge, "frame larger than the limit"))
+		return
+	}
+	cmd, err := protocol.DecodeCommand(data)
+	if err != nil {
+		c.badFrame(cmd.ID, err)
+		return
+	}
+	c.bad = 0
+	if c.limiter != nil && !c.limiter.Allow() {
+		c.limited++
+		if c.limited > c.g.cfg.MaxBadFrames {
+			c.bye(protocol.ByeRateLimited, "too many commands")
+			return
+		}
+		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeRateLimited, "slow down")))
+		return
+	}
+	c.limited = 0
+	if cmd.Type == protocol.TypePing {
+		c.send(protocol.EncodePong(cmd.ID))
+		return
+	}
+	c.relay(cmd, data)
+}
+
+// badFrame answers a frame that could not be used and closes a client that
+// sends too many in a row.
+func (c *client) badFrame(id string, err error) {
+	c.bad++
+	if c.bad >= c.g.cfg.MaxBadFrames {
+		c.send(protocol.EncodeError(id, err))
+		c.bye(protocol.ByeBadClient, "too many bad frames")
+		return
+	}
+	c.send(protocol.EncodeError(id, err))
+}
+
+// relay sends a command to its handler and writes the reply, after applying
+// the control operation the reply carries.
+func (c *client) relay(cmd protocol.Command, data []byte) {
+	subject, err := c.g.cfg.Subjects.Command(cmd.Type)
+	if err != nil {
+		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeUnknownType, "unknown command type")))
+		return
+	}
+	reply, err := c.g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: data}, c.g.cfg.RequestTimeout)
+	if err != nil {
+		c.send(protocol.EncodeError(cmd.ID, requestError(cmd.Type, err)))
+		return
+	}
+	if op := reply.Header.Get(natsconf.HeaderOp); op != "" {
+		c.apply(op, reply.Header.Get(natsconf.HeaderRoom))
+	}
+	if len(reply.Data) == 0 {
+		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeInternal, "empty reply from handler")))
+		return
+	}
+	c.send(reply.Data)
+}
+
+func requestError(cmdType string, err error) *protocol.Error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders) && !protocol.KnownCommand(cmdType):
+		return protocol.Errorf(protocol.CodeUnknownType, "unknown command type")
+	case errors.Is(err, nats.ErrNoResponders):
+		return protocol.Errorf(protocol.CodeUnavailable, "no handler for "+cmdType+" is running")
+	case errors.Is(err, nats.ErrTimeout):
+		return protocol.Errorf(protocol.CodeUnavailable, "no handler answered in time")
+	default:
+		return protocol.Errorf(protocol.CodeUnavailable, "messaging unavailable")
+	}
+}
+
+// touch records activity and moves the read deadline.
+func (c *client) touch() {
+	now := time.Now()
+	c.lastSeen.Store(now.UnixNano())
+	_ = c.ws.SetReadDeadline(now.Add(c.g.readDeadline()))
+}
+
+// idleSince reports whether the client has been silent since before t.
+func (c *client) idleSince(t time.Time) bool { return c.lastSeen.Load() < t.UnixNano() }

@@ -1,0 +1,120 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"natter/edge/auth"
+	"natter/natsconf"
+)
+
+// Config configures a Gateway. Zero values mean the documented defaults.
+type Config struct {
+	// Subjects is the subject set shared with the handlers (default prefix
+	// "im").
+	Subjects natsconf.Subjects
+	// Auth decides who an upgrade request is (default auth.Development).
+	Auth auth.Authenticator
+	// AllowedOrigins lists the browser origins accepted ("*" or nil: any).
+	// Requests without an Origin header are always accepted.
+	AllowedOrigins []string
+	// MaxFrame is the largest client message accepted, in bytes, after
+	// decompression (default 64 KiB). Larger ones get "too_large" up to
+	// 16 × MaxFrame; past that the connection is closed (1009).
+	MaxFrame int
+	// IdleTimeout closes a connection silent for this long (default 60s).
+	IdleTimeout time.Duration
+	// RequestTimeout bounds the wait for a handler's reply (default 5s).
+	RequestTimeout time.Duration
+	// Rate is the commands per second a connection may send on average
+	// (default 100); negative disables the limit.
+	Rate float64
+	// Burst is how many commands may come at once (default 200).
+	Burst int
+	// MaxBadFrames is how many bad frames (or rate-limited commands) in a
+	// row close the connection (default 20).
+	MaxBadFrames int
+	// WriteQueueBytes bounds the bytes queued to one connection; a client
+	// that lets more pile up is closed with "slow" (default 4 MiB).
+	WriteQueueBytes int
+	// WriteTimeout bounds one write to a client socket (default 10s).
+	WriteTimeout time.Duration
+	// Compression enables permessage-deflate when a client asks for it.
+	Compression bool
+	// ReadBufferSize is each connection's read buffer (default 2 KiB).
+	ReadBufferSize int
+	// Logger receives connection errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxFrame        = 64 << 10
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultRequestTimeout  = 5 * time.Second
+	DefaultRate            = 100
+	DefaultBurst           = 200
+	DefaultMaxBadFrames    = 20
+	DefaultWriteQueueBytes = 4 << 20
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultReadBufferSize  = 2 << 10
+	hardFrameFactor        = 16
+)
+
+func (c *Config) validate() error {
+	if c.Subjects.Prefix() == "" {
+		c.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
+	}
+	if c.Auth == nil {
+		c.Auth = auth.Development{}
+	}
+	setDefault(&c.MaxFrame, DefaultMaxFrame)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.RequestTimeout, DefaultRequestTimeout)
+	setDefault(&c.Rate, DefaultRate)
+	setDefault(&c.Burst, DefaultBurst)
+	setDefault(&c.MaxBadFrames, DefaultMaxBadFrames)
+	setDefault(&c.WriteQueueBytes, DefaultWriteQueueBytes)
+	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&c.ReadBufferSize, DefaultReadBufferSize)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxFrame < 0 || c.IdleTimeout < 0 || c.RequestTimeout < 0 || c.Burst < 0 ||
+		c.MaxBadFrames < 0 || c.WriteQueueBytes < 0 || c.WriteTimeout < 0 || c.ReadBufferSize < 0 {
+		return errors.New("gateway: negative limit in config")
+	}
+	if c.WriteQueueBytes < c.MaxFrame {
+		return errors.New("gateway: WriteQueueBytes must hold at least one MaxFrame")
+	}
+	return nil
+}
+
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// heartbeat is the ping interval announced in "welcome", in seconds: well
+// inside the idle timeout.
+func (c *Config) heartbeat() int {
+	s := int(c.IdleTimeout.Seconds() / 2)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+func (c *Config) originAllowed(origin string) bool {
+	if origin == "" || len(c.AllowedOrigins) == 0 {
+		return true
+	}
+	for _, o := range c.AllowedOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return false
+}

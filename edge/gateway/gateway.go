@@ -1,0 +1,281 @@
+// Package gateway is the WebSocket side of the edge: it upgrades HTTP
+// requests with gws, gives each connection an id and the NATS subscriptions
+// it needs (its own subject, its user's, and the rooms handlers told it to
+// hold, each counted once per edge), relays every client command as a NATS
+// request to the handlers, and writes replies and deliveries back through a
+// bounded, batching writer per connection. It holds no business rules.
+//
+// Concurrency: a connection's frames are read and relayed on one goroutine
+// (gws's read loop), so its commands reach handlers in order. Deliveries are
+// routed by one dispatcher goroutine. Every goroutine is owned by the Gateway
+// and stopped by Shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"natter/edge/auth"
+	"natter/edge/protocol"
+	"natter/natsconf"
+)
+
+// Gateway serves WebSocket clients on one NATS connection.
+type Gateway struct {
+	cfg      Config
+	nc       *nats.Conn
+	edgeID   string
+	hub      *hub
+	upgrader *gws.Upgrader
+	ids      *nuid.NUID
+	idsMu    sync.Mutex
+
+	closing atomic.Bool
+	done    chan struct{}
+	loops   sync.WaitGroup // read loops, one per connection
+	wg      sync.WaitGroup // dispatcher, janitor, writers, closers
+}
+
+// New returns a Gateway relaying to handlers over nc. nc stays the caller's:
+// Shutdown does not close it.
+func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	h, err := newHub(nc, cfg.Subjects)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:    cfg,
+		nc:     nc,
+		edgeID: nuid.Next(),
+		hub:    h,
+		ids:    nuid.New(),
+		done:   make(chan struct{}),
+	}
+	g.upgrader = gws.NewUpgrader(events{g}, &gws.ServerOption{
+		ParallelEnabled:    false,
+		CheckUtf8Enabled:   true,
+		ReadMaxPayloadSize: cfg.MaxFrame * hardFrameFactor,
+		ReadBufferSize:     cfg.ReadBufferSize,
+		HandshakeTimeout:   5 * time.Second,
+		PermessageDeflate:  gws.PermessageDeflate{Enabled: cfg.Compression},
+		NewSession:         func() gws.SessionStorage { return &session{} },
+		Recovery:           gws.Recovery,
+	})
+	if err := nc.Flush(); err != nil {
+		h.close()
+		return nil, err
+	}
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); h.dispatch(g.done) }()
+	go func() { defer g.wg.Done(); g.reapIdle() }()
+	return g, nil
+}
+
+// EdgeID returns the id this edge puts on every command.
+func (g *Gateway) EdgeID() string { return g.edgeID }
+
+// Connections returns the number of open client connections.
+func (g *Gateway) Connections() int { return g.hub.count() }
+
+// ServeHTTP upgrades a WebSocket request. It refuses a foreign Origin with
+// 403, a bad identity with 401 or 400, and everything during shutdown
+// with 503.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.closing.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !g.cfg.originAllowed(r.Header.Get("Origin")) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	ident, err := g.cfg.Auth.Authenticate(r)
+	switch {
+	case errors.Is(err, auth.ErrBadUser):
+		http.Error(w, "bad user id", http.StatusBadRequest)
+		return
+	case err != nil:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="natter"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "websocket needs HTTP/1.1", http.StatusBadRequest)
+		return
+	}
+	if r.Header.Get("Sec-WebSocket-Key") == "" {
+		http.Error(w, "expected a websocket upgrade", http.StatusBadRequest)
+		return
+	}
+	netConn, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout}
+	ws, err := g.upgrader.UpgradeFromConn(raw, brw.Reader, r)
+	if err != nil {
+		return // gws answered 400 and closed
+	}
+	g.open(ws, raw, ident)
+}
+
+// open registers a new connection and starts its read loop.
+func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity) {
+	g.idsMu.Lock()
+	id := g.ids.Next()
+	g.idsMu.Unlock()
+	c := newClient(g, ws, raw, id, ident)
+	ws.Session().(*session).c = c
+	c.touch()
+	// welcome is queued before the client can receive anything else.
+	c.send(protocol.Encode(protocol.Welcome{Type: protocol.FrameWelcome, Conn: id, User: c.user, Heartbeat: g.cfg.heartbeat()}))
+	if err := g.hub.add(c); err != nil {
+		g.cfg.Logger.Error("register connection", "err", err)
+		c.send(protocol.EncodeError("", protocol.Errorf(protocol.CodeUnavailable, "messaging unavailable")))
+		c.bye(protocol.ByeShutdown, "messaging unavailable, reconnect")
+	} else {
+		// The presence handler learns of the connection before the client
+		// acts, so a dm sent right after welcome finds the user online.
+		g.event(g.cfg.Subjects.EventConnect(), c, nil)
+	}
+	g.loops.Add(1)
+	go func() {
+		defer g.loops.Done()
+		ws.ReadLoop()
+	}()
+}
+
+// event tells the handlers about a connection's lifecycle and waits briefly
+// for one to take it.
+func (g *Gateway) event(subject string, c *client, data []byte) {
+	_, err := g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: data}, g.cfg.RequestTimeout)
+	if err != nil {
+		g.cfg.Logger.Warn("lifecycle event not handled", "subject", subject, "conn", c.id, "err", err)
+	}
+}
+
+// closed unregisters a connection whose read loop ended.
+func (g *Gateway) closed(c *client) {
+	c.closing.Store(true)
+	c.out.close()
+	rooms := g.hub.remove(c)
+	g.event(g.cfg.Subjects.EventDisconnect(), c, natsconf.DisconnectEvent{Rooms: rooms}.Encode())
+}
+
+// readDeadline is how long a read may wait: the idle timeout plus the
+// reaper's period, so the reaper (which says bye) normally acts first.
+func (g *Gateway) readDeadline() time.Duration { return g.cfg.IdleTimeout + g.reapPeriod() }
+
+func (g *Gateway) reapPeriod() time.Duration {
+	return min(max(g.cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
+}
+
+// reapIdle closes connections silent for longer than the idle timeout.
+func (g *Gateway) reapIdle() {
+	t := time.NewTicker(g.reapPeriod())
+	defer t.Stop()
+	for {
+		select {
+		case <-g.done:
+			return
+		case now := <-t.C:
+			cutoff := now.Add(-g.cfg.IdleTimeout)
+			for _, c := range g.hub.all() {
+				if c.idleSince(cutoff) {
+					c.bye(protocol.ByeIdle, "no frame for too long")
+				}
+			}
+		}
+	}
+}
+
+// Shutdown stops accepting connections, says bye with code "shutdown" to
+// every client, and waits until they are closed and every goroutine of the
+// gateway has ended, or ctx is done (it then returns ctx.Err()). The NATS
+// connection is left to the caller to drain.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	if !g.closing.CompareAndSwap(false, true) {
+		return errors.New("gateway: already shut down")
+	}
+	for _, c := range g.hub.all() {
+		c.bye(protocol.ByeShutdown, "server shutting down, reconnect")
+	}
+	err := waitCtx(ctx, &g.loops)
+	close(g.done)
+	g.hub.close()
+	if err2 := waitCtx(ctx, &g.wg); err == nil {
+		err = err2
+	}
+	return err
+}
+
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// events adapts the Gateway to gws's callbacks.
+type events struct{ g *Gateway }
+
+func clientOf(ws *gws.Conn) *client { return ws.Session().(*session).c }
+
+func (events) OnOpen(*gws.Conn) {}
+
+func (e events) OnClose(ws *gws.Conn, _ error) {
+	if c := clientOf(ws); c != nil {
+		e.g.closed(c)
+	}
+}
+
+func (events) OnPing(ws *gws.Conn, payload []byte) {
+	if c := clientOf(ws); c != nil {
+		c.touch()
+	}
+	_ = ws.WritePong(payload)
+}
+
+func (events) OnPong(ws *gws.Conn, _ []byte) {
+	if c := clientOf(ws); c != nil {
+		c.touch()
+	}
+}
+
+func (events) OnMessage(ws *gws.Conn, msg *gws.Message) {
+	if c := clientOf(ws); c != nil {
+		c.onMessage(msg)
+		return
+	}
+	_ = msg.Close()
+}
+
+// session is gws's per-connection storage, reduced to the one thing natter
+// keeps there: the client.
+type session struct{ c *client }
+
+func (s *session) Len() int { return 0 }
+
+func (s *session) Load(string) (any, bool) { return nil, false }
+
+func (s *session) Delete(string) {}
+
+func (s *session) Store(string, any) {}
+
+func (s *session) Range(func(string, any) bool) {}

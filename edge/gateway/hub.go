@@ -1,0 +1,241 @@
+package gateway
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"natter/edge/protocol"
+	"natter/natsconf"
+)
+
+// hub holds the edge's NATS subscriptions and who they serve. Every
+// subscription delivers into one channel read by one dispatcher goroutine, so
+// a connection costs no goroutine of nats.go's, and frames for one subject
+// keep their order. Rooms and users are counted: one subscription per room
+// (or user) per edge, whatever the number of local connections.
+type hub struct {
+	nc   *nats.Conn
+	subj natsconf.Subjects
+	msgs chan *nats.Msg
+
+	mu      sync.RWMutex
+	clients map[string]*client
+	users   map[string]*fanout
+	rooms   map[string]*fanout
+	bcast   *nats.Subscription
+}
+
+// fanout is one subscription shared by the local connections of a room or
+// a user.
+type fanout struct {
+	sub     *nats.Subscription
+	members map[*client]struct{}
+}
+
+// dispatchQueue is the capacity of the shared delivery channel. nats.go drops
+// (and reports as a slow consumer) what does not fit.
+const dispatchQueue = 1 << 16
+
+func newHub(nc *nats.Conn, subj natsconf.Subjects) (*hub, error) {
+	h := &hub{
+		nc:      nc,
+		subj:    subj,
+		msgs:    make(chan *nats.Msg, dispatchQueue),
+		clients: map[string]*client{},
+		users:   map[string]*fanout{},
+		rooms:   map[string]*fanout{},
+	}
+	sub, err := nc.ChanSubscribe(subj.Broadcast(), h.msgs)
+	if err != nil {
+		return nil, err
+	}
+	h.bcast = sub
+	return h, nil
+}
+
+// dispatch routes deliveries to connections until done is closed. The
+// channel itself is never closed: nats.go may still be sending to it.
+func (h *hub) dispatch(done <-chan struct{}) {
+	for {
+		select {
+		case m := <-h.msgs:
+			h.route(m)
+		case <-done:
+			return
+		}
+	}
+}
+
+func (h *hub) route(m *nats.Msg) {
+	kind, name := h.subj.Parse(m.Subject)
+	if kind == natsconf.KindConn {
+		h.mu.RLock()
+		c := h.clients[name]
+		h.mu.RUnlock()
+		if c != nil {
+			c.deliver(m)
+		}
+		return
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	switch kind {
+	case natsconf.KindUser:
+		if f := h.users[name]; f != nil {
+			for c := range f.members {
+				c.send(m.Data)
+			}
+		}
+	case natsconf.KindRoom:
+		f := h.rooms[name]
+		if f == nil {
+			return
+		}
+		frame := m.Data
+		if seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64); err == nil {
+			frame = protocol.WithSeq(frame, seq)
+		}
+		for c := range f.members {
+			c.send(frame)
+		}
+	case natsconf.KindBroadcast:
+		for _, c := range h.clients {
+			c.send(m.Data)
+		}
+	}
+}
+
+// add registers c: its connection subject and its user's subject.
+func (h *hub) add(c *client) error {
+	connSubject, err := h.subj.Conn(c.id)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sub, err := h.nc.ChanSubscribe(connSubject, h.msgs)
+	if err != nil {
+		return err
+	}
+	if err := h.joinLocked(h.users, h.subj.User, c.user, c); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	c.connSub = sub
+	h.clients[c.id] = c
+	return nil
+}
+
+// remove unregisters c and returns the rooms it was in.
+func (h *hub) remove(c *client) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[c.id] != c {
+		return nil
+	}
+	delete(h.clients, c.id)
+	_ = c.connSub.Unsubscribe()
+	h.leaveLocked(h.users, c.user, c)
+	rooms := make([]string, 0, len(c.rooms))
+	for room := range c.rooms {
+		h.leaveLocked(h.rooms, room, c)
+		rooms = append(rooms, room)
+	}
+	c.rooms = nil
+	return rooms
+}
+
+// joinRoom makes c receive room's messages.
+func (h *hub) joinRoom(c *client, room string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[c.id] != c {
+		return nil // closed meanwhile
+	}
+	if _, ok := c.rooms[room]; ok {
+		return nil
+	}
+	if err := h.joinLocked(h.rooms, h.subj.Room, room, c); err != nil {
+		return err
+	}
+	c.rooms[room] = struct{}{}
+	return nil
+}
+
+// leaveRoom stops c receiving room's messages.
+func (h *hub) leaveRoom(c *client, room string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := c.rooms[room]; !ok {
+		return
+	}
+	delete(c.rooms, room)
+	h.leaveLocked(h.rooms, room, c)
+}
+
+func (h *hub) joinLocked(set map[string]*fanout, subject func(string) (string, error), name string, c *client) error {
+	f := set[name]
+	if f == nil {
+		s, err := subject(name)
+		if err != nil {
+			return err
+		}
+		sub, err := h.nc.ChanSubscribe(s, h.msgs)
+		if err != nil {
+			return err
+		}
+		f = &fanout{sub: sub, members: map[*client]struct{}{}}
+		set[name] = f
+	}
+	f.members[c] = struct{}{}
+	return nil
+}
+
+func (h *hub) leaveLocked(set map[string]*fanout, name string, c *client) {
+	f := set[name]
+	if f == nil {
+		return
+	}
+	delete(f.members, c)
+	if len(f.members) == 0 {
+		_ = f.sub.Unsubscribe()
+		delete(set, name)
+	}
+}
+
+// all returns every registered client.
+func (h *hub) all() []*client {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*client, 0, len(h.clients))
+	for _, c := range h.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+// count returns the number of registered clients.
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.clients)
+}
+
+// close unsubscribes everything left.
+func (h *hub) close() {
+	h.mu.Lock()
+	_ = h.bcast.Unsubscribe()
+	for _, set := range []map[string]*fanout{h.users, h.rooms} {
+		for name, f := range set {
+			_ = f.sub.Unsubscribe()
+			delete(set, name)
+		}
+	}
+	for id, c := range h.clients {
+		_ = c.connSub.Unsubscribe()
+		delete(h.clients, id)
+	}
+	h.mu.Unlock()
+}

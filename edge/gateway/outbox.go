@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"sync"
+)
+
+// outbox is a connection's bounded queue of outgoing frames. Frames are
+// shared, immutable byte slices (a room message is encoded once per edge and
+// queued to every local member). A writer goroutine exists only while frames
+// are queued; it writes everything queued at that moment as one batch (one
+// syscall). When the queued bytes would pass the bound the outbox closes and
+// calls overflow: the client is too slow.
+type outbox struct {
+	limit    int
+	write    func(frames [][]byte) error // writes one batch
+	overflow func()                      // called once, when the bound is passed
+	wg       *sync.WaitGroup             // owner of the writer goroutines
+
+	mu      sync.Mutex
+	frames  [][]byte
+	spare   [][]byte
+	queued  int
+	writing bool
+	closed  bool
+}
+
+// push queues frame. It returns false when the outbox is closed or the frame
+// would pass the bound (which closes it).
+func (o *outbox) push(frame []byte) bool {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	if o.queued+len(frame) > o.limit {
+		o.closed = true
+		o.frames, o.queued = nil, 0
+		o.mu.Unlock()
+		o.overflow()
+		return false
+	}
+	o.frames = append(o.frames, frame)
+	o.queued += len(frame)
+	start := !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	if start {
+		o.wg.Add(1)
+		go o.run()
+	}
+	return true
+}
+
+// run writes batches until the queue is empty or a write fails.
+func (o *outbox) run() {
+	defer o.wg.Done()
+	for {
+		o.mu.Lock()
+		batch := o.frames
+		if len(batch) == 0 || o.closed {
+			o.writing = false
+			o.frames = nil
+			o.mu.Unlock()
+			return
+		}
+		o.frames, o.spare = o.spare[:0], nil
+		o.mu.Unlock()
+
+		err := o.write(batch)
+		n := 0
+		for i, f := range batch {
+			n += len(f)
+			batch[i] = nil
+		}
+
+		o.mu.Lock()
+		o.queued -= n
+		if o.spare == nil && cap(batch) <= 64 {
+			o.spare = batch[:0]
+		}
+		if err != nil {
+			o.closed = true
+			o.frames, o.queued = nil, 0
+		}
+		o.mu.Unlock()
+	}
+}
+
+// close drops what is queued and refuses further frames.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.frames, o.queued = nil, 0
+	o.mu.Unlock()
+}

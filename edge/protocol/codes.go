@@ -1,0 +1,45 @@
+package protocol
+
+// Code is an error code of an "error" frame.
+type Code string
+
+// Error codes of PROTOCOL.md.
+const (
+	CodeBadFrame    Code = "bad_frame"
+	CodeUnknownType Code = "unknown_type"
+	CodeBadRoom     Code = "bad_room"
+	CodeBadUser     Code = "bad_user"
+	CodeTooLarge    Code = "too_large"
+	CodeNotMember   Code = "not_member"
+	CodeForbidden   Code = "forbidden"
+	CodeRateLimited Code = "rate_limited"
+	CodeOffline     Code = "offline"
+	CodeUnavailable Code = "unavailable"
+	CodeInternal    Code = "internal"
+)
+
+// ByeCode is the reason of a "bye" frame sent just before the server closes
+// a connection.
+type ByeCode string
+
+// Bye codes of PROTOCOL.md.
+const (
+	ByeShutdown    ByeCode = "shutdown"
+	ByeSlow        ByeCode = "slow"
+	ByeBadClient   ByeCode = "bad_client"
+	ByeRateLimited ByeCode = "rate_limited"
+	ByeKicked      ByeCode = "kicked"
+	ByeIdle        ByeCode = "idle"
+)
+
+// Error is a failed command: it becomes an "error" frame with its code.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+// Errorf returns an *Error with code and message.
+func Errorf(code Code, message string) *Error { return &Error{Code: code, Message: message} }
+
+// Error implements error.
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

@@ -1,0 +1,156 @@
+package protocol
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Frame types the server sends.
+const (
+	FrameWelcome   = "welcome"
+	FrameJoined    = "joined"
+	FrameLeft      = "left"
+	FrameAck       = "ack"
+	FrameMsg       = "msg"
+	FrameDM        = "dm"
+	FrameBroadcast = "broadcast"
+	FramePresence  = "presence"
+	FrameMembers   = "members"
+	FrameHistory   = "history"
+	FramePong      = "pong"
+	FrameError     = "error"
+	FrameBye       = "bye"
+)
+
+// Delivery statuses of a "dm" ack.
+const (
+	StatusDelivered = "delivered"
+	StatusStored    = "stored"
+)
+
+// Presence events.
+const (
+	PresenceJoin  = "join"
+	PresenceLeave = "leave"
+)
+
+// Welcome is the first frame of every connection.
+type Welcome struct {
+	Type      string `json:"type"`
+	Conn      string `json:"conn"`
+	User      string `json:"user"`
+	Heartbeat int    `json:"heartbeat"`
+}
+
+// Reply is the reply to join, leave, send, dm, broadcast and ping: one
+// struct whose unused fields are omitted.
+type Reply struct {
+	Type   string  `json:"type"`
+	ID     string  `json:"id,omitempty"`
+	Room   string  `json:"room,omitempty"`
+	Seq    *uint64 `json:"seq,omitempty"`
+	Status string  `json:"status,omitempty"`
+}
+
+// Members is the reply to "members": the users online in a room, sorted.
+type Members struct {
+	Type  string   `json:"type"`
+	ID    string   `json:"id,omitempty"`
+	Room  string   `json:"room"`
+	Users []string `json:"users"`
+}
+
+// History is the reply to "history": stored "msg" frames, oldest first.
+type History struct {
+	Type     string            `json:"type"`
+	ID       string            `json:"id,omitempty"`
+	Room     string            `json:"room"`
+	Messages []json.RawMessage `json:"messages"`
+}
+
+// Message is a room message ("msg"), a direct message ("dm") or a
+// "broadcast" as stored and fanned out. Seq is not part of the stored form:
+// it is the stream sequence, added with WithSeq when the frame is delivered.
+type Message struct {
+	Type string          `json:"type"`
+	Room string          `json:"room,omitempty"`
+	From string          `json:"from"`
+	To   string          `json:"to,omitempty"`
+	TS   int64           `json:"ts"`
+	Body json.RawMessage `json:"body"`
+}
+
+// Presence tells a room that a user came or went.
+type Presence struct {
+	Type  string `json:"type"`
+	Room  string `json:"room"`
+	User  string `json:"user"`
+	Event string `json:"event"`
+}
+
+// ErrorFrame is an "error" frame.
+type ErrorFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// Bye is sent just before the server closes a connection.
+type Bye struct {
+	Type    string  `json:"type"`
+	Code    ByeCode `json:"code"`
+	Message string  `json:"message"`
+}
+
+// Encode marshals a frame. Frames are plain structs of strings, numbers and
+// raw JSON that was valid when decoded, so marshalling cannot fail; should it
+// ever, Encode returns an "internal" error frame instead of nothing.
+func Encode(frame any) []byte {
+	b, err := json.Marshal(frame)
+	if err != nil {
+		b, _ = json.Marshal(ErrorFrame{Type: FrameError, Code: CodeInternal, Message: "could not encode reply"})
+	}
+	return b
+}
+
+// EncodeError returns the "error" frame for id and err: a *Error keeps its
+// code, any other error becomes "internal" with a generic message.
+func EncodeError(id string, err error) []byte {
+	e, ok := err.(*Error)
+	if !ok {
+		e = Errorf(CodeInternal, "internal error")
+	}
+	return Encode(ErrorFrame{Type: FrameError, ID: id, Code: e.Code, Message: e.Message})
+}
+
+// EncodeBye returns a "bye" frame.
+func EncodeBye(code ByeCode, message string) []byte {
+	return Encode(Bye{Type: FrameBye, Code: code, Message: message})
+}
+
+// EncodePong returns the "pong" frame answering a ping with id.
+func EncodePong(id string) []byte {
+	if id == "" {
+		return []byte(`{"type":"pong"}`)
+	}
+	return Encode(Reply{Type: FramePong, ID: id})
+}
+
+// WithSeq returns frame, a JSON object, with "seq":seq as its first field.
+// It allocates once; frame is not modified.
+func WithSeq(frame []byte, seq uint64) []byte {
+	if len(frame) < 2 || frame[0] != '{' {
+		return frame
+	}
+	out := make([]byte, 0, len(frame)+28)
+	out = append(out, `{"seq":`...)
+	out = strconv.AppendUint(out, seq, 10)
+	if frame[1] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, frame[1:]...)
+}
+
+// Uint64 returns a pointer to v, for Reply.Seq.
+func Uint64(v uint64) *uint64 { return &v }

@@ -1,0 +1,237 @@
+// Package server assembles a whole edge process: the HTTP server (with TLS
+// when given a certificate), the WebSocket gateway, /healthz, and in
+// development mode an embedded NATS server with every handler in-process.
+// The edge's main only turns flags into a Config.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"natter/edge/gateway"
+	"natter/handlers/registry"
+	"natter/handlers/runtime"
+	"natter/natsconf"
+)
+
+// Config configures an edge process. Zero values mean the documented
+// defaults.
+type Config struct {
+	// Addr is the HTTP (and WebSocket) listen address (default ":8080").
+	Addr string
+	// DataDir holds the embedded NATS server's JetStream store (default
+	// "./natter-data").
+	DataDir string
+	// NATSURL lists the NATS servers to connect to. Empty means development
+	// mode: start an embedded server and run every handler in-process.
+	NATSURL string
+	// NATSListen makes the embedded server also listen on this TCP address
+	// (for example "127.0.0.1:4222"), so separate handler processes can
+	// connect; empty means in-process connections only.
+	NATSListen string
+	// SyncAlways makes the embedded JetStream fsync every write.
+	SyncAlways bool
+	// TLSCert and TLSKey, both set, serve wss/https on Addr.
+	TLSCert, TLSKey string
+	// WSPath is the WebSocket endpoint (default "/ws").
+	WSPath string
+	// Gateway configures the WebSocket gateway.
+	Gateway gateway.Config
+	// Stores configures retention of the embedded mode's streams.
+	Stores natsconf.StoreConfig
+	// Logger receives the process's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server is a running edge.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	nats     *natsserver.Server // embedded server, nil in production mode
+	nc       *nats.Conn         // the gateway's connection
+	hnc      *nats.Conn         // the in-process handlers' connection
+	handlers *registry.Set
+	gw       *gateway.Gateway
+	http     *http.Server
+	ln       net.Listener
+	ready    atomic.Bool
+	served   chan error
+}
+
+// Start starts an edge and returns once it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = ":8080"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./natter-data"
+	}
+	if cfg.WSPath == "" {
+		cfg.WSPath = "/ws"
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("server: give both a TLS certificate and key, or neither")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Gateway.Logger == nil {
+		cfg.Gateway.Logger = cfg.Logger
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	if err := s.start(); err != nil {
+		s.stopNATS()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start() error {
+	cfg := s.cfg
+	var err error
+	if cfg.NATSURL == "" {
+		if err := s.startEmbedded(); err != nil {
+			return err
+		}
+	} else {
+		s.nc, err = natsconf.Connect(cfg.NATSURL, "natter-edge")
+		if err != nil {
+			return fmt.Errorf("server: connect to NATS: %w", err)
+		}
+	}
+	s.gw, err = gateway.New(s.nc, cfg.Gateway)
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("server: TLS: %w", err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	s.ln, err = net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	if tlsConfig != nil {
+		s.ln = tls.NewListener(s.ln, tlsConfig)
+	}
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go func() { s.served <- s.http.Serve(s.ln) }()
+	s.ready.Store(true)
+	return nil
+}
+
+func (s *Server) startEmbedded() error {
+	cfg := s.cfg
+	emb := natsconf.EmbeddedConfig{
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		DontListen: cfg.NATSListen == "",
+		SyncAlways: cfg.SyncAlways,
+	}
+	if cfg.NATSListen != "" {
+		host, port, err := net.SplitHostPort(cfg.NATSListen)
+		if err != nil {
+			return fmt.Errorf("server: -nats-listen: %w", err)
+		}
+		emb.Host = host
+		if _, err := fmt.Sscan(port, &emb.Port); err != nil {
+			return fmt.Errorf("server: -nats-listen port: %w", err)
+		}
+	}
+	var err error
+	s.nats, err = natsconf.StartEmbedded(emb)
+	if err != nil {
+		return err
+	}
+	if s.hnc, err = natsconf.ConnectEmbedded(s.nats, "natter-handlers"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.handlers, err = registry.Start(ctx, s.hnc, runtime.Config{Subjects: cfg.Gateway.Subjects, Logger: s.log}, cfg.Stores, registry.All)
+	if err != nil {
+		return err
+	}
+	s.nc, err = natsconf.ConnectEmbedded(s.nats, "natter-edge")
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+s.cfg.WSPath, s.gw)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() || !s.nc.IsConnected() || (s.hnc != nil && !s.hnc.IsConnected()) {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Addr returns the address the HTTP server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// NATS returns the embedded NATS server, or nil in production mode.
+func (s *Server) NATS() *natsserver.Server { return s.nats }
+
+// Gateway returns the WebSocket gateway.
+func (s *Server) Gateway() *gateway.Gateway { return s.gw }
+
+// Done receives the HTTP server's error if it stops serving on its own.
+func (s *Server) Done() <-chan error { return s.served }
+
+// Shutdown stops accepting, says bye ("shutdown") to every client, stops the
+// in-process handlers, drains NATS and stops the embedded server. It returns
+// ctx.Err() if ctx ends first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.Store(false)
+	err := s.http.Shutdown(ctx)
+	if e := s.gw.Shutdown(ctx); err == nil {
+		err = e
+	}
+	if e := natsconf.Drain(ctx, s.nc); err == nil {
+		err = e
+	}
+	if s.handlers != nil {
+		s.handlers.Stop()
+	}
+	s.stopNATS()
+	return err
+}
+
+func (s *Server) stopNATS() {
+	if s.hnc != nil {
+		_ = natsconf.Drain(context.Background(), s.hnc)
+	}
+	if s.nc != nil && !s.nc.IsClosed() {
+		s.nc.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+		s.nats.WaitForShutdown()
+	}
+}

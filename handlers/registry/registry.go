@@ -1,0 +1,99 @@
+// Package registry knows natter's handlers by name and starts any set of
+// them on one NATS connection: `handlers all` in production, or every
+// handler inside the edge's process in development mode.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"natter/handlers/broadcast"
+	"natter/handlers/inbox"
+	"natter/handlers/presence"
+	"natter/handlers/rooms"
+	"natter/handlers/runtime"
+	"natter/natsconf"
+)
+
+// StartFunc starts one handler.
+type StartFunc func(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Service, error)
+
+// All is the name that stands for every handler.
+const All = "all"
+
+var handlers = map[string]StartFunc{
+	rooms.Name:     rooms.Start,
+	presence.Name:  presence.Start,
+	inbox.Name:     inbox.Start,
+	broadcast.Name: broadcast.Start,
+}
+
+// Names returns the handler names, sorted.
+func Names() []string {
+	names := make([]string, 0, len(handlers))
+	for n := range handlers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Set is a group of running handlers.
+type Set struct {
+	services []*runtime.Service
+}
+
+// Start makes sure the JetStream stores exist, then starts the named
+// handlers ("all" for every one) on nc.
+func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config, stores natsconf.StoreConfig, names ...string) (*Set, error) {
+	if slices.Contains(names, All) {
+		names = Names()
+	}
+	if len(names) == 0 {
+		return nil, errors.New("registry: no handler named")
+	}
+	for _, n := range names {
+		if handlers[n] == nil {
+			return nil, fmt.Errorf("registry: unknown handler %q (have %v)", n, Names())
+		}
+	}
+	if cfg.Subjects.Prefix() == "" {
+		cfg.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if err := natsconf.EnsureStores(ctx, js, cfg.Subjects, stores); err != nil {
+		return nil, err
+	}
+	set := &Set{}
+	for _, n := range names {
+		svc, err := handlers[n](ctx, nc, cfg)
+		if err != nil {
+			set.Stop()
+			return nil, fmt.Errorf("registry: start %s: %w", n, err)
+		}
+		set.services = append(set.services, svc)
+	}
+	// Make sure the servers saw every subscription before anyone relies on
+	// the handlers being there.
+	if err := nc.FlushWithContext(ctx); err != nil {
+		set.Stop()
+		return nil, err
+	}
+	return set, nil
+}
+
+// Stop stops every handler of the set, waiting for commands in flight.
+func (s *Set) Stop() {
+	for _, svc := range s.services {
+		_ = svc.Stop()
+	}
+}

@@ -1,0 +1,226 @@
+// Package rooms is the rooms handler: join, leave, send and members, and the
+// presence events of rooms. Membership is per connection and lives in the
+// members KV bucket (key <room>.<user>, value the user's connections in the
+// room), so any number of copies give the same answers. Room messages are
+// stored in the rooms stream, which republishes each one to the room's
+// subject: one NATS message per edge with members, whatever their number.
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"natter/edge/protocol"
+	"natter/handlers/connset"
+	"natter/handlers/runtime"
+	"natter/natsconf"
+)
+
+// Name is the handler's name and queue group.
+const Name = "rooms"
+
+type handler struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subj    natsconf.Subjects
+	stream  jetstream.Stream
+	members *connset.Store
+}
+
+// Start runs the rooms handler on nc. The stores must exist
+// (natsconf.EnsureStores).
+func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Service, error) {
+	cfg.Name = Name
+	cfg.Description = "natter rooms: join, leave, send, members, presence"
+	svc, err := runtime.New(nc, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, err := newHandler(ctx, nc, svc.Subjects())
+	if err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
+	for t, fn := range map[string]runtime.CommandFunc{
+		protocol.TypeJoin:    h.join,
+		protocol.TypeLeave:   h.leave,
+		protocol.TypeSend:    h.send,
+		protocol.TypeMembers: h.membersOf,
+	} {
+		if err := svc.Handle(t, fn); err != nil {
+			_ = svc.Stop()
+			return nil, err
+		}
+	}
+	if err := svc.On("disconnect", h.subj.EventDisconnect(), h.disconnect); err != nil {
+		_ = svc.Stop()
+		return nil, err
+	}
+	return svc, nil
+}
+
+func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*handler, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	names := subj.StoreNames()
+	stream, err := js.Stream(ctx, names.Rooms)
+	if err != nil {
+		return nil, fmt.Errorf("rooms: stream %s: %w", names.Rooms, err)
+	}
+	kv, err := js.KeyValue(ctx, names.Members)
+	if err != nil {
+		return nil, fmt.Errorf("rooms: bucket %s: %w", names.Members, err)
+	}
+	return &handler{nc: nc, js: js, subj: subj, stream: stream, members: connset.New(kv)}, nil
+}
+
+func memberKey(room, user string) string {
+	return natsconf.KeyToken(room) + "." + natsconf.KeyToken(user)
+}
+
+func (h *handler) join(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+	room := req.Command.Room
+	if err := runtime.Room(room); err != nil {
+		return runtime.Response{}, err
+	}
+	if err := req.MayJoin(room); err != nil {
+		return runtime.Response{}, err
+	}
+	first, err := h.members.Add(ctx, memberKey(room, req.User), req.Conn, req.Edge)
+	if err != nil {
+		return runtime.Response{}, err
+	}
+	seq, err := h.lastSeq(ctx, room)
+	if err != nil {
+		return runtime.Response{}, err
+	}
+	if first {
+		h.presence(room, req.User, protocol.PresenceJoin)
+	}
+	return runtime.Response{
+		Frame: protocol.Reply{Type: protocol.FrameJoined, ID: req.Command.ID, Room: room, Seq: protocol.Uint64(seq)},
+		Op:    &runtime.Op{Name: natsconf.OpSubscribe, Room: room},
+	}, nil
+}
+
+func (h *handler) leave(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+	room := req.Command.Room
+	if err := runtime.Room(room); err != nil {
+		return runtime.Response{}, err
+	}
+	if err := h.removeMember(ctx, room, req.User, req.Conn); err != nil {
+		return runtime.Response{}, err
+	}
+	return runtime.Response{
+		Frame: protocol.Reply{Type: protocol.FrameLeft, ID: req.Command.ID, Room: room},
+		Op:    &runtime.Op{Name: natsconf.OpUnsubscribe, Room: room},
+	}, nil
+}
+
+func (h *handler) removeMember(ctx context.Context, room, user, conn string) error {
+	last, err := h.members.Remove(ctx, memberKey(room, user), conn)
+	if err != nil {
+		return err
+	}
+	if last {
+		h.presence(room, user, protocol.PresenceLeave)
+	}
+	return nil
+}
+
+func (h *handler) send(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+	room := req.Command.Room
+	if err := runtime.Room(room); err != nil {
+		return runtime.Response{}, err
+	}
+	if err := runtime.Body(req.Command); err != nil {
+		return runtime.Response{}, err
+	}
+	set, err := h.members.Get(ctx, memberKey(room, req.User))
+	if err != nil {
+		return runtime.Response{}, err
+	}
+	if _, ok := set[req.Conn]; !ok {
+		return runtime.Response{}, protocol.Errorf(protocol.CodeNotMember, "join the room before sending to it")
+	}
+	subject, _ := h.subj.RoomStore(room)
+	data := protocol.Encode(protocol.Message{Type: protocol.FrameMsg, Room: room, From: req.User, TS: runtime.Now(), Body: req.Command.Body})
+	var opts []jetstream.PublishOpt
+	if id := runtime.MsgID(req); id != "" {
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	ack, err := h.js.Publish(ctx, subject, data, opts...)
+	if err != nil {
+		return runtime.Response{}, storeError(err)
+	}
+	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence)}}, nil
+}
+
+func (h *handler) membersOf(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+	room := req.Command.Room
+	if err := runtime.Room(room); err != nil {
+		return runtime.Response{}, err
+	}
+	if err := req.MayJoin(room); err != nil {
+		return runtime.Response{}, err
+	}
+	keys, err := h.members.Keys(ctx, natsconf.KeyToken(room)+".*")
+	if err != nil {
+		return runtime.Response{}, err
+	}
+	users := make([]string, 0, len(keys))
+	prefix := len(natsconf.KeyToken(room)) + 1
+	for _, k := range keys {
+		users = append(users, natsconf.NameFromKeyToken(k[prefix:]))
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	return runtime.Response{Frame: protocol.Members{Type: protocol.FrameMembers, ID: req.Command.ID, Room: room, Users: users}}, nil
+}
+
+// disconnect removes a closed connection from the rooms it was in; the edge
+// lists them in the event's body.
+func (h *handler) disconnect(ctx context.Context, ev *runtime.Event) error {
+	event, err := natsconf.DecodeDisconnect(ev.Data)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, room := range event.Rooms {
+		if natsconf.ValidName(room) {
+			errs = append(errs, h.removeMember(ctx, room, ev.User, ev.Conn))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h *handler) lastSeq(ctx context.Context, room string) (uint64, error) {
+	subject, _ := h.subj.RoomStore(room)
+	msg, err := h.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, storeError(err)
+	}
+	return msg.Sequence, nil
+}
+
+func (h *handler) presence(room, user, event string) {
+	subject, _ := h.subj.Room(room)
+	_ = h.nc.Publish(subject, protocol.Encode(protocol.Presence{Type: protocol.FramePresence, Room: room, User: user, Event: event}))
+}
+
+func storeError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return protocol.Errorf(protocol.CodeUnavailable, "message store unavailable")
+	}
+	return err
+}

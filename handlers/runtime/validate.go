@@ -1,0 +1,54 @@
+package runtime
+
+import (
+	"time"
+
+	"natter/edge/protocol"
+	"natter/natsconf"
+)
+
+// Room validates a room id from a command: a bad one is CodeBadRoom.
+func Room(room string) error {
+	if !natsconf.ValidName(room) {
+		return protocol.Errorf(protocol.CodeBadRoom, "room must match ^[A-Za-z0-9_:-]{1,128}$")
+	}
+	return nil
+}
+
+// User validates a user id from a command: a bad one is CodeBadUser.
+func User(user string) error {
+	if !natsconf.ValidName(user) {
+		return protocol.Errorf(protocol.CodeBadUser, "user must match ^[A-Za-z0-9_:-]{1,128}$")
+	}
+	return nil
+}
+
+// MayJoin checks that the identity may join room (and so read its members
+// and history): CodeForbidden otherwise.
+func (id Identity) MayJoin(room string) error {
+	if !protocol.RoomAllowed(id.Rooms, room) {
+		return protocol.Errorf(protocol.CodeForbidden, "not allowed in room "+room)
+	}
+	return nil
+}
+
+// Body checks that a command carries a body.
+func Body(cmd protocol.Command) error {
+	if len(cmd.Body) == 0 {
+		return protocol.Errorf(protocol.CodeBadFrame, "body is required")
+	}
+	return nil
+}
+
+// MsgID is the JetStream dedup id of a command: the user and the client's
+// id, so a retry of the same command is stored once. Commands without an id
+// are not deduplicated.
+func MsgID(req *Request) string {
+	if req.Command.ID == "" {
+		return ""
+	}
+	return req.User + "\x1f" + req.Command.ID
+}
+
+// Now is the server timestamp of a message, in unix milliseconds.
+func Now() int64 { return time.Now().UnixMilli() }
