@@ -76,8 +76,6 @@ type Stores struct {
 	Inbox string
 	// Members is the KV bucket of room membership.
 	Members string
-	// Online is the KV bucket of the users' live connections.
-	Online string
 }
 
 // StoreNames returns the stream and bucket names for s's prefix.
@@ -87,7 +85,6 @@ func (s Subjects) StoreNames() Stores {
 		Rooms:   base + "_ROOMS",
 		Inbox:   base + "_INBOX",
 		Members: base + "_MEMBERS",
-		Online:  base + "_ONLINE",
 	}
 }
 
@@ -116,6 +113,8 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 		Name:              names.Inbox,
 		Description:       "natter direct messages",
 		Subjects:          []string{s.prefix + ".store.user.*"},
+		AllowRollup:       false,
+		DenyDelete:        false,
 		MaxMsgsPerSubject: cfg.InboxMaxMsgs,
 		MaxAge:            cfg.InboxMaxAge,
 		MaxBytes:          cfg.InboxMaxBytes,
@@ -129,15 +128,14 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 			return fmt.Errorf("natsconf: stream %s: %w", sc.Name, err)
 		}
 	}
-	for _, b := range []string{names.Members, names.Online} {
-		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:   b,
-			History:  1,
-			Replicas: cfg.Replicas,
-		})
-		if err != nil {
-			return fmt.Errorf("natsconf: bucket %s: %w", b, err)
-		}
+	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      names.Members,
+		Description: "natter room membership: <room>.<user> -> connections",
+		History:     1,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("natsconf: bucket %s: %w", names.Members, err)
 	}
 	return nil
 }

@@ -71,14 +71,15 @@ func (s Subjects) Room(room string) (string, error) { return s.token("room", roo
 // the stream republishes them to Room.
 func (s Subjects) RoomStore(room string) (string, error) { return s.token("store.room", room) }
 
-// InboxStore is the subject direct messages to user are stored on in the
-// inbox stream.
+// InboxStore is the subject direct messages to user wait on in the inbox
+// stream until they are delivered (then they are deleted from it).
 func (s Subjects) InboxStore(user string) (string, error) { return s.token("store.user", user) }
 
 // Broadcast is the subject every edge listens to for broadcast frames.
 func (s Subjects) Broadcast() string { return s.prefix + ".bcast" }
 
-// EventConnect is requested by an edge when a connection opens.
+// EventConnect is published by an edge when a connection opens, after the
+// edge subscribed to the connection's and the user's subjects.
 func (s Subjects) EventConnect() string { return s.prefix + ".evt.connect" }
 
 // EventDisconnect is published by an edge when a connection closes.

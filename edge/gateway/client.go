@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -100,7 +101,7 @@ func (c *client) deliver(m *nats.Msg) {
 func (c *client) apply(op, room string) {
 	switch op {
 	case natsconf.OpSubscribe:
-		if err := c.g.hub.joinRoom(c, room); err != nil {
+		if err := c.g.hub.joinRoom(c, room, false); err != nil {
 			c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
 		}
 	case natsconf.OpUnsubscribe:
@@ -205,14 +206,89 @@ func (c *client) relay(cmd protocol.Command, data []byte) {
 		c.send(protocol.EncodeError(cmd.ID, requestError(cmd.Type, err)))
 		return
 	}
-	if op := reply.Header.Get(natsconf.HeaderOp); op != "" {
-		c.apply(op, reply.Header.Get(natsconf.HeaderRoom))
-	}
 	if len(reply.Data) == 0 {
 		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeInternal, "empty reply from handler")))
 		return
 	}
+	op, room := reply.Header.Get(natsconf.HeaderOp), reply.Header.Get(natsconf.HeaderRoom)
+	if op == natsconf.OpSubscribe && cmd.Since != nil {
+		c.joinSince(room, *cmd.Since, reply.Data)
+		return
+	}
+	if op != "" {
+		c.apply(op, room)
+	}
 	c.send(reply.Data)
+}
+
+// replayPage is how many stored messages one replay request asks for.
+const replayPage = protocol.MaxHistoryLimit
+
+// joinSince completes a join with "since": it subscribes with live messages
+// held, writes "joined", replays every stored message after since with
+// "history" requests paging forward, and then releases the held live
+// messages newer than the last replayed one. The client sees each message
+// once, in seq order, with no gap between replay and live.
+func (c *client) joinSince(room string, since uint64, joined []byte) {
+	if err := c.g.hub.joinRoom(c, room, true); err != nil {
+		c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
+	}
+	// Once the server has the subscription, every message stored after
+	// this point also arrives live.
+	_ = c.g.nc.Flush()
+	c.send(joined)
+	cursor := since
+	for {
+		msgs, err := c.replay(room, cursor)
+		if err != nil {
+			c.send(protocol.EncodeError("", err))
+			c.g.hub.endCatchUp(c, room, cursor)
+			return
+		}
+		for _, m := range msgs {
+			c.send(m.frame)
+			cursor = max(cursor, m.seq)
+		}
+		if len(msgs) < replayPage && c.g.hub.endCatchUp(c, room, cursor) {
+			return
+		}
+	}
+}
+
+// replay asks the rooms handler for the stored messages of room after seq.
+func (c *client) replay(room string, after uint64) ([]seqFrame, error) {
+	subject, err := c.g.cfg.Subjects.Command(protocol.TypeHistory)
+	if err != nil {
+		return nil, err
+	}
+	req := protocol.Encode(protocol.Command{Type: protocol.TypeHistory, Room: room, After: &after, Limit: replayPage})
+	reply, err := c.g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: req}, c.g.cfg.RequestTimeout)
+	if err != nil {
+		return nil, requestError(protocol.TypeHistory, err)
+	}
+	var page struct {
+		Type     string            `json:"type"`
+		Code     protocol.Code     `json:"code"`
+		Message  string            `json:"message"`
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.Unmarshal(reply.Data, &page); err != nil {
+		return nil, protocol.Errorf(protocol.CodeInternal, "bad replay page")
+	}
+	if page.Type == protocol.FrameError {
+		return nil, protocol.Errorf(page.Code, page.Message)
+	}
+	out := make([]seqFrame, 0, len(page.Messages))
+	for _, m := range page.Messages {
+		var s struct {
+			Seq uint64 `json:"seq"`
+		}
+		if json.Unmarshal(m, &s) != nil {
+			return nil, protocol.Errorf(protocol.CodeInternal, "bad replayed message")
+		}
+		out = append(out, seqFrame{seq: s.Seq, frame: m})
+	}
+	return out, nil
 }
 
 func requestError(cmdType string, err error) *protocol.Error {

@@ -146,8 +146,8 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity) {
 		c.send(protocol.EncodeError("", protocol.Errorf(protocol.CodeUnavailable, "messaging unavailable")))
 		c.bye(protocol.ByeShutdown, "messaging unavailable, reconnect")
 	} else {
-		// The presence handler learns of the connection before the client
-		// acts, so a dm sent right after welcome finds the user online.
+		// Published after the subscriptions: the inbox handler delivers
+		// stored dms, and they find the user's subject listened to.
 		g.event(g.cfg.Subjects.EventConnect(), c, nil)
 	}
 	g.loops.Add(1)
@@ -157,11 +157,9 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity) {
 	}()
 }
 
-// event tells the handlers about a connection's lifecycle and waits briefly
-// for one to take it.
+// event tells the handlers about a connection's lifecycle.
 func (g *Gateway) event(subject string, c *client, data []byte) {
-	_, err := g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: data}, g.cfg.RequestTimeout)
-	if err != nil {
+	if err := g.nc.PublishMsg(&nats.Msg{Subject: subject, Header: c.header, Data: data}); err != nil {
 		g.cfg.Logger.Warn("lifecycle event not handled", "subject", subject, "conn", c.id, "err", err)
 	}
 }

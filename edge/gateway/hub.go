@@ -28,10 +28,39 @@ type hub struct {
 }
 
 // fanout is one subscription shared by the local connections of a room or
-// a user.
+// a user. A member whose value is non-nil is catching up: its live frames
+// are held until its replay of stored messages ends.
 type fanout struct {
 	sub     *nats.Subscription
-	members map[*client]struct{}
+	members map[*client]*catchup
+}
+
+// catchup holds a member's live room frames while stored ones are replayed
+// to it. Only the dispatcher appends (under the hub's read lock); the end of
+// the replay takes the write lock.
+type catchup struct {
+	frames     []seqFrame
+	bytes      int
+	limit      int
+	overflowed bool // frames were dropped: replay must read further
+}
+
+type seqFrame struct {
+	seq   uint64
+	frame []byte
+}
+
+func (cu *catchup) hold(seq uint64, frame []byte) {
+	if cu.overflowed {
+		return
+	}
+	if cu.bytes+len(frame) > cu.limit {
+		// They are all stored: drop them and let the replay read on.
+		cu.frames, cu.bytes, cu.overflowed = nil, 0, true
+		return
+	}
+	cu.frames = append(cu.frames, seqFrame{seq, frame})
+	cu.bytes += len(frame)
 }
 
 // dispatchQueue is the capacity of the shared delivery channel. nats.go drops
@@ -83,10 +112,16 @@ func (h *hub) route(m *nats.Msg) {
 	defer h.mu.RUnlock()
 	switch kind {
 	case natsconf.KindUser:
-		if f := h.users[name]; f != nil {
-			for c := range f.members {
-				c.send(m.Data)
-			}
+		f := h.users[name]
+		if f == nil {
+			return
+		}
+		for c := range f.members {
+			c.send(m.Data)
+		}
+		if m.Reply != "" {
+			// Tell the inbox handler the dm reached a live connection.
+			_ = h.nc.Publish(m.Reply, nil)
 		}
 	case natsconf.KindRoom:
 		f := h.rooms[name]
@@ -94,10 +129,18 @@ func (h *hub) route(m *nats.Msg) {
 			return
 		}
 		frame := m.Data
-		if seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64); err == nil {
+		seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64)
+		if err == nil {
 			frame = protocol.WithSeq(frame, seq)
 		}
-		for c := range f.members {
+		if err != nil {
+			seq = 0 // presence: not stored, held all the same
+		}
+		for c, cu := range f.members {
+			if cu != nil {
+				cu.hold(seq, frame)
+				continue
+			}
 			c.send(frame)
 		}
 	case natsconf.KindBroadcast:
@@ -147,21 +190,52 @@ func (h *hub) remove(c *client) []string {
 	return rooms
 }
 
-// joinRoom makes c receive room's messages.
-func (h *hub) joinRoom(c *client, room string) error {
+// joinRoom makes c receive room's messages. With catchUp, its live
+// messages are held until endCatchUp, while the caller replays stored ones.
+func (h *hub) joinRoom(c *client, room string, catchUp bool) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.clients[c.id] != c {
 		return nil // closed meanwhile
 	}
-	if _, ok := c.rooms[room]; ok {
-		return nil
+	if _, ok := c.rooms[room]; !ok {
+		if err := h.joinLocked(h.rooms, h.subj.Room, room, c); err != nil {
+			return err
+		}
+		c.rooms[room] = struct{}{}
 	}
-	if err := h.joinLocked(h.rooms, h.subj.Room, room, c); err != nil {
-		return err
+	if catchUp {
+		h.rooms[room].members[c] = &catchup{limit: c.g.cfg.WriteQueueBytes}
 	}
-	c.rooms[room] = struct{}{}
 	return nil
+}
+
+// endCatchUp ends c's replay of room at seq replayed: it queues the held live
+// frames newer than replayed and makes c a live member again. It returns
+// false, and keeps c catching up, when held frames were dropped: the caller
+// must replay further first.
+func (h *hub) endCatchUp(c *client, room string, replayed uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := h.rooms[room]
+	if f == nil {
+		return true
+	}
+	cu := f.members[c]
+	if cu == nil {
+		return true
+	}
+	if cu.overflowed {
+		f.members[c] = &catchup{limit: cu.limit}
+		return false
+	}
+	for _, sf := range cu.frames {
+		if sf.seq == 0 || sf.seq > replayed {
+			c.send(sf.frame)
+		}
+	}
+	f.members[c] = nil
+	return true
 }
 
 // leaveRoom stops c receiving room's messages.
@@ -186,10 +260,10 @@ func (h *hub) joinLocked(set map[string]*fanout, subject func(string) (string, e
 		if err != nil {
 			return err
 		}
-		f = &fanout{sub: sub, members: map[*client]struct{}{}}
+		f = &fanout{sub: sub, members: map[*client]*catchup{}}
 		set[name] = f
 	}
-	f.members[c] = struct{}{}
+	f.members[c] = nil
 	return nil
 }
 

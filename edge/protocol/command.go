@@ -46,6 +46,7 @@ type Command struct {
 	Body   json.RawMessage `json:"body,omitempty"`
 	Since  *uint64         `json:"since,omitempty"`
 	Before *uint64         `json:"before,omitempty"`
+	After  *uint64         `json:"after,omitempty"`
 	Limit  int             `json:"limit,omitempty"`
 }
 

@@ -174,6 +174,11 @@ func (s *Server) startEmbedded() error {
 	if err != nil {
 		return err
 	}
+	// This process is the only edge of its embedded server: room
+	// memberships left from before a crash are stale.
+	if err := registry.ForgetMembers(ctx, s.hnc, cfg.Gateway.Subjects); err != nil {
+		return err
+	}
 	s.nc, err = natsconf.ConnectEmbedded(s.nats, "natter-edge")
 	return err
 }

@@ -1,20 +1,28 @@
-// Package inbox is the inbox handler: direct messages. A "dm" is stored in
-// the inbox stream (its seq is the stream sequence, so a retry with the same
-// id is stored once) and published to the target user's subject, where every
-// edge holding a connection of that user writes it to all of them.
+// Package inbox is the inbox handler: direct messages, delivered live or
+// stored until their target comes online.
+//
+// A "dm" is first stored on the target's subject in the inbox stream (its
+// seq is the stream sequence; a retry with the same client id is stored
+// once), then offered live with a request on the target user's subject:
+// every edge holding a connection of that user writes it to all of them and
+// answers. If one answered, the stored copy is deleted and the ack says
+// "delivered"; if none did, it stays, the ack says "stored", and it is
+// delivered when a connection of the user next opens. The inbox stream thus
+// holds exactly the messages not yet delivered. Deleting before delivering
+// a stored message makes each delivery exclusive, so concurrent copies of
+// the handler never deliver a message twice.
 package inbox
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"natter/edge/protocol"
-	"natter/handlers/connset"
-	"natter/handlers/presence"
 	"natter/handlers/runtime"
 	"natter/natsconf"
 )
@@ -22,36 +30,51 @@ import (
 // Name is the handler's name and queue group.
 const Name = "inbox"
 
+// liveTimeout bounds the wait for an edge to take a live delivery.
+const liveTimeout = time.Second
+
 type handler struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	subj   natsconf.Subjects
-	online *connset.Store
+	stream jetstream.Stream
+	reader *natsconf.Reader
 }
 
 // Start runs the inbox handler on nc. The stores must exist
 // (natsconf.EnsureStores).
 func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Service, error) {
 	cfg.Name = Name
-	cfg.Description = "natter inbox: direct messages"
+	cfg.Description = "natter inbox: direct messages, live or stored"
 	svc, err := runtime.New(nc, cfg)
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	h, err := newHandler(ctx, nc, svc.Subjects())
 	if err == nil {
-		var online *connset.Store
-		online, err = presence.Online(ctx, nc, svc.Subjects())
-		if err == nil {
-			h := &handler{nc: nc, js: js, subj: svc.Subjects(), online: online}
-			err = svc.Handle(protocol.TypeDM, h.dm)
-		}
+		err = svc.Handle(protocol.TypeDM, h.dm)
+	}
+	if err == nil {
+		err = svc.On("connect", h.subj.EventConnect(), h.connect)
 	}
 	if err != nil {
 		_ = svc.Stop()
 		return nil, err
 	}
 	return svc, nil
+}
+
+func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*handler, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	name := subj.StoreNames().Inbox
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: stream %s: %w", name, err)
+	}
+	return &handler{nc: nc, js: js, subj: subj, stream: stream, reader: natsconf.NewReader(nc, name)}, nil
 }
 
 func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
@@ -62,13 +85,6 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 	if err := runtime.Body(req.Command); err != nil {
 		return runtime.Response{}, err
 	}
-	conns, err := h.online.Get(ctx, natsconf.KeyToken(to))
-	if err != nil {
-		return runtime.Response{}, err
-	}
-	if len(conns) == 0 {
-		return runtime.Response{}, protocol.Errorf(protocol.CodeOffline, to+" is offline")
-	}
 	frame := protocol.Encode(protocol.Message{Type: protocol.FrameDM, From: req.User, To: to, TS: runtime.Now(), Body: req.Command.Body})
 	store, _ := h.subj.InboxStore(to)
 	var opts []jetstream.PublishOpt
@@ -77,16 +93,62 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 	}
 	ack, err := h.js.Publish(ctx, store, frame, opts...)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-			return runtime.Response{}, protocol.Errorf(protocol.CodeUnavailable, "message store unavailable")
-		}
-		return runtime.Response{}, err
+		return runtime.Response{}, runtime.StoreError(err)
 	}
-	if !ack.Duplicate {
-		live, _ := h.subj.User(to)
-		if err := h.nc.Publish(live, protocol.WithSeq(frame, ack.Sequence)); err != nil {
-			return runtime.Response{}, fmt.Errorf("inbox: publish: %w", err)
+	status := protocol.StatusStored
+	switch {
+	case ack.Duplicate:
+		// A retry: say again what became of the first one.
+		if _, err := h.stream.GetMsg(ctx, ack.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
+			status = protocol.StatusDelivered
+		}
+	case h.offer(ctx, to, protocol.WithSeq(frame, ack.Sequence)):
+		status = protocol.StatusDelivered
+		if err := h.stream.DeleteMsg(ctx, ack.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Still stored: it will be delivered again on the next
+			// connect. Better twice than never.
+			return runtime.Response{}, runtime.StoreError(err)
 		}
 	}
-	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: protocol.StatusDelivered}}, nil
+	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: status}}, nil
+}
+
+// offer delivers frame live to user's connections and reports whether an
+// edge took it.
+func (h *handler) offer(ctx context.Context, user string, frame []byte) bool {
+	subject, _ := h.subj.User(user)
+	ctx, cancel := context.WithTimeout(ctx, liveTimeout)
+	defer cancel()
+	_, err := h.nc.RequestWithContext(ctx, subject, frame)
+	return err == nil
+}
+
+// connect delivers the stored messages of a user whose connection opened,
+// oldest first.
+func (h *handler) connect(ctx context.Context, ev *runtime.Event) error {
+	if !natsconf.ValidName(ev.User) {
+		return errors.New("inbox: connect event without a valid user")
+	}
+	subject, _ := h.subj.InboxStore(ev.User)
+	next := uint64(0)
+	for {
+		msgs, err := h.reader.After(ctx, subject, next, 100)
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		for _, m := range msgs {
+			next = m.Seq
+			// Whoever deletes a stored message delivers it.
+			if err := h.stream.DeleteMsg(ctx, m.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if !h.offer(ctx, ev.User, protocol.WithSeq(m.Data, m.Seq)) {
+				// The user left again: keep the message for next time.
+				_, err := h.js.Publish(ctx, subject, m.Data)
+				return err
+			}
+		}
+	}
 }

@@ -15,7 +15,6 @@ import (
 
 	"natter/handlers/broadcast"
 	"natter/handlers/inbox"
-	"natter/handlers/presence"
 	"natter/handlers/rooms"
 	"natter/handlers/runtime"
 	"natter/natsconf"
@@ -29,7 +28,6 @@ const All = "all"
 
 var handlers = map[string]StartFunc{
 	rooms.Name:     rooms.Start,
-	presence.Name:  presence.Start,
 	inbox.Name:     inbox.Start,
 	broadcast.Name: broadcast.Start,
 }
@@ -96,4 +94,19 @@ func (s *Set) Stop() {
 	for _, svc := range s.services {
 		_ = svc.Stop()
 	}
+}
+
+// ForgetMembers empties the room membership bucket. Only for a NATS server
+// whose every edge is starting (development mode): memberships of
+// connections that died with a crashed edge are otherwise never removed.
+func ForgetMembers(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	stream, err := js.Stream(ctx, "KV_"+subj.StoreNames().Members)
+	if err != nil {
+		return err
+	}
+	return stream.Purge(ctx)
 }

@@ -8,6 +8,7 @@ package rooms
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,6 +31,7 @@ type handler struct {
 	subj    natsconf.Subjects
 	stream  jetstream.Stream
 	members *connset.Store
+	reader  *natsconf.Reader
 }
 
 // Start runs the rooms handler on nc. The stores must exist
@@ -51,6 +53,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 		protocol.TypeLeave:   h.leave,
 		protocol.TypeSend:    h.send,
 		protocol.TypeMembers: h.membersOf,
+		protocol.TypeHistory: h.history,
 	} {
 		if err := svc.Handle(t, fn); err != nil {
 			_ = svc.Stop()
@@ -78,7 +81,7 @@ func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*ha
 	if err != nil {
 		return nil, fmt.Errorf("rooms: bucket %s: %w", names.Members, err)
 	}
-	return &handler{nc: nc, js: js, subj: subj, stream: stream, members: connset.New(kv)}, nil
+	return &handler{nc: nc, js: js, subj: subj, stream: stream, members: connset.New(kv), reader: natsconf.NewReader(nc, names.Rooms)}, nil
 }
 
 func memberKey(room, user string) string {
@@ -158,7 +161,7 @@ func (h *handler) send(ctx context.Context, req *runtime.Request) (runtime.Respo
 	}
 	ack, err := h.js.Publish(ctx, subject, data, opts...)
 	if err != nil {
-		return runtime.Response{}, storeError(err)
+		return runtime.Response{}, runtime.StoreError(err)
 	}
 	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence)}}, nil
 }
@@ -185,6 +188,53 @@ func (h *handler) membersOf(ctx context.Context, req *runtime.Request) (runtime.
 	return runtime.Response{Frame: protocol.Members{Type: protocol.FrameMembers, ID: req.Command.ID, Room: room, Users: users}}, nil
 }
 
+// history answers the latest stored messages of a room before "before" (or
+// the latest overall), or, with "after", the oldest ones after it; oldest
+// first either way. The edge pages with "after" to replay a join's "since".
+func (h *handler) history(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+	cmd := req.Command
+	if err := runtime.Room(cmd.Room); err != nil {
+		return runtime.Response{}, err
+	}
+	if err := req.MayJoin(cmd.Room); err != nil {
+		return runtime.Response{}, err
+	}
+	limit := cmd.Limit
+	switch {
+	case limit < 0:
+		return runtime.Response{}, protocol.Errorf(protocol.CodeBadFrame, "limit must be positive")
+	case limit == 0:
+		limit = protocol.DefaultHistoryLimit
+	case limit > protocol.MaxHistoryLimit:
+		limit = protocol.MaxHistoryLimit
+	}
+	if cmd.After != nil && cmd.Before != nil {
+		return runtime.Response{}, protocol.Errorf(protocol.CodeBadFrame, "give before or after, not both")
+	}
+	subject, _ := h.subj.RoomStore(cmd.Room)
+	var (
+		msgs []natsconf.StoredMsg
+		err  error
+	)
+	if cmd.After != nil {
+		msgs, err = h.reader.After(ctx, subject, *cmd.After, limit)
+	} else {
+		var before uint64
+		if cmd.Before != nil {
+			before = *cmd.Before
+		}
+		msgs, err = h.reader.Before(ctx, subject, before, limit)
+	}
+	if err != nil {
+		return runtime.Response{}, runtime.StoreError(err)
+	}
+	frames := make([]json.RawMessage, len(msgs))
+	for i, m := range msgs {
+		frames[i] = protocol.WithSeq(m.Data, m.Seq)
+	}
+	return runtime.Response{Frame: protocol.History{Type: protocol.FrameHistory, ID: cmd.ID, Room: cmd.Room, Messages: frames}}, nil
+}
+
 // disconnect removes a closed connection from the rooms it was in; the edge
 // lists them in the event's body.
 func (h *handler) disconnect(ctx context.Context, ev *runtime.Event) error {
@@ -208,7 +258,7 @@ func (h *handler) lastSeq(ctx context.Context, room string) (uint64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, storeError(err)
+		return 0, runtime.StoreError(err)
 	}
 	return msg.Sequence, nil
 }
@@ -216,11 +266,4 @@ func (h *handler) lastSeq(ctx context.Context, room string) (uint64, error) {
 func (h *handler) presence(room, user, event string) {
 	subject, _ := h.subj.Room(room)
 	_ = h.nc.Publish(subject, protocol.Encode(protocol.Presence{Type: protocol.FramePresence, Room: room, User: user, Event: event}))
-}
-
-func storeError(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return protocol.Errorf(protocol.CodeUnavailable, "message store unavailable")
-	}
-	return err
 }

@@ -1,6 +1,10 @@
 package runtime
 
 import (
+	"context"
+	"errors"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"time"
 
 	"natter/edge/protocol"
@@ -52,3 +56,14 @@ func MsgID(req *Request) string {
 
 // Now is the server timestamp of a message, in unix milliseconds.
 func Now() int64 { return time.Now().UnixMilli() }
+
+// StoreError turns a JetStream failure into CodeUnavailable when the store
+// did not answer; other errors are returned as they are (and become
+// "internal").
+func StoreError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return protocol.Errorf(protocol.CodeUnavailable, "message store unavailable")
+	}
+	return err
+}
