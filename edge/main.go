@@ -28,7 +28,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
 	}
@@ -50,6 +50,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.DataDir, "data", "./natter-data", "data directory of the embedded NATS server")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server URLs, comma separated; empty starts an embedded server with every handler in-process")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "also expose the embedded NATS server on this TCP address (e.g. 127.0.0.1:4222)")
+	fs.BoolVar(&cfg.NATSAuth, "nats-auth", false, "embedded NATS requires the edge and handlers users, each allowed only its own subjects")
 	fs.StringVar(&syncMode, "sync", "default", "embedded JetStream fsync: 'default' (every 2 minutes) or 'always'")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with -tls-key serves wss:// on -addr")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
@@ -61,9 +62,12 @@ func run(args []string) error {
 	fs.IntVar(&gw.MaxFrame, "max-frame", gateway.DefaultMaxFrame, "largest client frame in bytes")
 	fs.DurationVar(&gw.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close connections silent for this long")
 	fs.IntVar(&gw.WriteQueueBytes, "write-queue", gateway.DefaultWriteQueueBytes, "bytes queued to one client before it is closed as slow")
+	fs.IntVar(&gw.MaxConnsPerUser, "max-conns-per-user", gateway.DefaultMaxConnsPerUser, "open connections per user (-1: no limit)")
+	fs.IntVar(&gw.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "open connections per client IP address (-1: no limit)")
 	fs.BoolVar(&gw.Compression, "compression", false, "accept permessage-deflate when a client asks for it")
 	fs.StringVar(&jwtSecret, "jwt-secret", "", "HS256 secret: require a JWT (switches development identity off)")
 	fs.StringVar(&jwtKeyFile, "jwt-public-key", "", "RS256/ES256 public key file (PEM): require a JWT (switches development identity off)")
+	cfg.Stores.RegisterFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -115,10 +119,19 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	select {
-	case <-ctx.Done():
-	case err := <-srv.Done():
-		return err
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			_ = srv.ReloadCertificate()
+		case err := <-srv.Done():
+			return err
+		}
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

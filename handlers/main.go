@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "handlers:", err)
 		os.Exit(1)
 	}
@@ -46,6 +47,8 @@ func run(args []string) error {
 	natsURL := fs.String("nats", env("nats", "nats://127.0.0.1:4222"), "NATS server URLs, comma separated (env NATTER_NATS)")
 	prefix := fs.String("prefix", env("prefix", natsconf.DefaultPrefix), "subject prefix (env NATTER_PREFIX)")
 	timeout := fs.Duration("timeout", runtime.DefaultTimeout, "deadline of one command")
+	var stores natsconf.StoreConfig
+	stores.RegisterFlags(fs)
 	var names []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
@@ -73,7 +76,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	set, err := registry.Start(startCtx, nc, runtime.Config{Subjects: subj, Timeout: *timeout, Logger: logger}, natsconf.StoreConfig{}, names...)
+	set, err := registry.Start(startCtx, nc, runtime.Config{Subjects: subj, Timeout: *timeout, Logger: logger}, stores, names...)
 	cancel()
 	if err != nil {
 		nc.Close()

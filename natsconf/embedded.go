@@ -28,6 +28,9 @@ type EmbeddedConfig struct {
 	ServerName string
 	// Logger receives the server's logs; nil keeps it silent.
 	Logger server.Logger
+	// Users, when set, makes the server require one of these users (see
+	// Subjects.Users); nil lets any connection in with every permission.
+	Users []*server.User
 	// ReadyTimeout bounds the wait for the server to accept connections;
 	// zero means 10s.
 	ReadyTimeout time.Duration
@@ -49,6 +52,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		StoreDir:        cfg.StoreDir,
 		SyncAlways:      cfg.SyncAlways,
 		NoSigs:          true,
+		Users:           cfg.Users,
 		NoLog:           cfg.Logger == nil,
 		MaxPayload:      8 << 20,
 		HTTPPort:        0,

@@ -20,13 +20,14 @@ import (
 // relayed on gws's read goroutine, one at a time, so they reach the handlers
 // in the order sent; everything written to it goes through its outbox.
 type client struct {
-	g      *Gateway
-	ws     *gws.Conn
-	raw    *batchConn
-	id     string
-	user   string
-	header nats.Header // identity headers of every command (read-only)
-	out    outbox
+	g       *Gateway
+	ws      *gws.Conn
+	raw     *batchConn
+	id      string
+	user    string
+	header  nats.Header // identity headers of every command (read-only)
+	release func()      // gives back the connection's slots (per user, per IP)
+	out     outbox
 
 	limiter  *rate.Limiter // nil when rate limiting is off
 	lastSeen atomic.Int64  // unix nanoseconds of the last frame read

@@ -40,6 +40,12 @@ type Config struct {
 	WriteQueueBytes int
 	// WriteTimeout bounds one write to a client socket (default 10s).
 	WriteTimeout time.Duration
+	// MaxConnsPerUser bounds one user's open connections (default 32;
+	// negative: no limit). One more is refused with HTTP 429.
+	MaxConnsPerUser int
+	// MaxConnsPerIP bounds the open connections from one IP address
+	// (default 1024; negative: no limit). One more is refused with 429.
+	MaxConnsPerIP int
 	// Compression enables permessage-deflate when a client asks for it.
 	Compression bool
 	// ReadBufferSize is each connection's read buffer (default 2 KiB).
@@ -59,6 +65,8 @@ const (
 	DefaultWriteQueueBytes = 4 << 20
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultReadBufferSize  = 2 << 10
+	DefaultMaxConnsPerUser = 32
+	DefaultMaxConnsPerIP   = 1024
 	hardFrameFactor        = 16
 )
 
@@ -78,6 +86,8 @@ func (c *Config) validate() error {
 	setDefault(&c.WriteQueueBytes, DefaultWriteQueueBytes)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.ReadBufferSize, DefaultReadBufferSize)
+	setDefault(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
+	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -14,6 +14,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,8 @@ type Gateway struct {
 	upgrader *gws.Upgrader
 	ids      *nuid.NUID
 	idsMu    sync.Mutex
+	perUser  connCounter
+	perIP    connCounter
 
 	closing atomic.Bool
 	done    chan struct{}
@@ -62,6 +65,8 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		ids:    nuid.New(),
 		done:   make(chan struct{}),
 	}
+	g.perUser.limit = max(cfg.MaxConnsPerUser, 0)
+	g.perIP.limit = max(cfg.MaxConnsPerIP, 0)
 	g.upgrader = gws.NewUpgrader(events{g}, &gws.ServerOption{
 		ParallelEnabled:    false,
 		CheckUtf8Enabled:   true,
@@ -119,24 +124,47 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "expected a websocket upgrade", http.StatusBadRequest)
 		return
 	}
+	ip := remoteIP(r)
+	if !g.perIP.acquire(ip) {
+		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
+		return
+	}
+	if !g.perUser.acquire(ident.User) {
+		g.perIP.release(ip)
+		http.Error(w, "too many connections for this user", http.StatusTooManyRequests)
+		return
+	}
+	release := func() { g.perIP.release(ip); g.perUser.release(ident.User) }
 	netConn, brw, err := hj.Hijack()
 	if err != nil {
+		release()
 		return
 	}
 	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout}
 	ws, err := g.upgrader.UpgradeFromConn(raw, brw.Reader, r)
 	if err != nil {
+		release()
 		return // gws answered 400 and closed
 	}
-	g.open(ws, raw, ident)
+	g.open(ws, raw, ident, release)
 }
 
-// open registers a new connection and starts its read loop.
-func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity) {
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// open registers a new connection and starts its read loop. release gives
+// back its connection slots once it closes.
+func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, release func()) {
 	g.idsMu.Lock()
 	id := g.ids.Next()
 	g.idsMu.Unlock()
 	c := newClient(g, ws, raw, id, ident)
+	c.release = release
 	ws.Session().(*session).c = c
 	c.touch()
 	// welcome is queued before the client can receive anything else.
@@ -168,6 +196,7 @@ func (g *Gateway) event(subject string, c *client, data []byte) {
 func (g *Gateway) closed(c *client) {
 	c.closing.Store(true)
 	c.out.close()
+	c.release()
 	rooms := g.hub.remove(c)
 	g.event(g.cfg.Subjects.EventDisconnect(), c, natsconf.DisconnectEvent{Rooms: rooms}.Encode())
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"natter/edge/auth"
 	"natter/edge/server"
 	"natter/edge/wstest"
+	"natter/natsconf"
 )
 
 // TestMain fails the package when goroutines of the code under test are
@@ -144,16 +146,17 @@ func (p *peer) members(t testing.TB, room string) []string {
 }
 
 // barrier proves that nothing was queued for p before this point: it sends
-// a ping and requires the very next frame to be its pong. Whatever the edge
-// routed to p before (a message it should not get) would come first.
+// a ping and requires the very next frame to be its pong (presence frames
+// about p's own user aside, see expect). Whatever the edge routed to p
+// before (a message it should not get) would come first.
 func (p *peer) barrier(t testing.TB) {
 	t.Helper()
 	id := fmt.Sprintf("barrier-%d", time.Now().UnixNano())
 	if err := p.Send(map[string]any{"type": "ping", "id": id}); err != nil {
 		t.Fatalf("send ping: %v", err)
 	}
-	f := p.Next(t)
-	if f.Type() != "pong" || f.Str("id") != id {
+	f := p.expect(t, "pong")
+	if f.Str("id") != id {
 		t.Fatalf("%s: want only the pong %q, got %s", p.user, id, f)
 	}
 }
@@ -184,8 +187,31 @@ func (a stubAuth) Authenticate(r *http.Request) (auth.Identity, error) {
 	return auth.Identity{User: user, Rooms: a.rooms, Broadcast: a.broadcast}, nil
 }
 
-// devEdge starts a development-mode edge (embedded NATS, every handler).
+// startEdge starts an edge with cfg. It names the default subject prefix
+// explicitly: server.Start with a zero Gateway.Subjects fails in
+// development mode (TestStartZeroConfig), and that one bug should not hide
+// every other result.
+func startEdge(t testing.TB, cfg server.Config) *server.Server {
+	t.Helper()
+	if cfg.Gateway.Subjects.Prefix() == "" {
+		cfg.Gateway.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
+	}
+	return wstest.StartEdge(t, cfg)
+}
+
+// devEdge starts a development-mode edge (embedded NATS, every handler)
+// with the default configuration.
 func devEdge(t testing.TB) *server.Server {
 	t.Helper()
-	return wstest.StartEdge(t, server.Config{})
+	return startEdge(t, server.Config{})
+}
+
+// mustJSON returns v as compact JSON text.
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

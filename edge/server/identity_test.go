@@ -98,7 +98,7 @@ func TestOrigin(t *testing.T) {
 	c := wstest.Dial(t, wstest.URL(dev, "/ws?user=alice"), http.Header{"Origin": {"https://anywhere.example"}})
 	c.Expect(t, "welcome")
 
-	srv := wstest.StartEdge(t, server.Config{Gateway: gateway.Config{AllowedOrigins: []string{"https://chat.example.com"}}})
+	srv := startEdge(t, server.Config{Gateway: gateway.Config{AllowedOrigins: []string{"https://chat.example.com"}}})
 	for _, hdr := range []http.Header{nil, {"Origin": {"https://chat.example.com"}}} {
 		c := wstest.Dial(t, wstest.URL(srv, "/ws?user=alice"), hdr)
 		c.Expect(t, "welcome")
@@ -124,7 +124,7 @@ func TestProductionIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := wstest.StartEdge(t, server.Config{Gateway: gateway.Config{Auth: authn}})
+	srv := startEdge(t, server.Config{Gateway: gateway.Config{Auth: authn}})
 	exp := time.Now().Add(time.Hour).Unix()
 
 	// ?token= names the user; ?user= is ignored.
@@ -175,7 +175,7 @@ func TestProductionIdentity(t *testing.T) {
 // TestForbidden uses a stub Authenticator granting rooms "team-*" and no
 // broadcast.
 func TestForbidden(t *testing.T) {
-	srv := wstest.StartEdge(t, server.Config{Gateway: gateway.Config{Auth: stubAuth{rooms: []string{"team-*"}}}})
+	srv := startEdge(t, server.Config{Gateway: gateway.Config{Auth: stubAuth{rooms: []string{"team-*"}}}})
 	c := connect(t, srv, "alice")
 	c.errorCode(t, "forbidden", map[string]any{"type": "join", "room": "lobby"})
 	c.errorCode(t, "forbidden", map[string]any{"type": "members", "room": "lobby"})

@@ -13,11 +13,13 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"natter/edge/gateway"
 	"natter/handlers/registry"
@@ -40,10 +42,17 @@ type Config struct {
 	// (for example "127.0.0.1:4222"), so separate handler processes can
 	// connect; empty means in-process connections only.
 	NATSListen string
+	// NATSAuth makes the embedded server require the edge and handlers
+	// users of natsconf (each allowed only its own subjects), with
+	// passwords made up at start; in-process connections use them.
+	NATSAuth bool
 	// SyncAlways makes the embedded JetStream fsync every write.
 	SyncAlways bool
-	// TLSCert and TLSKey, both set, serve wss/https on Addr.
-	TLSCert, TLSKey string
+	// TLSCert and TLSKey, both set, serve wss/https on Addr (TLS 1.2 or
+	// newer). The pair is loaded again when the files change (checked every
+	// CertCheckInterval, default 10s) or on ReloadCertificate.
+	TLSCert, TLSKey   string
+	CertCheckInterval time.Duration
 	// WSPath is the WebSocket endpoint (default "/ws").
 	WSPath string
 	// Gateway configures the WebSocket gateway.
@@ -65,8 +74,11 @@ type Server struct {
 	gw       *gateway.Gateway
 	http     *http.Server
 	ln       net.Listener
+	certs    *certReloader
 	ready    atomic.Bool
 	served   chan error
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // Start starts an edge and returns once it accepts connections.
@@ -89,8 +101,25 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Gateway.Logger == nil {
 		cfg.Gateway.Logger = cfg.Logger
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1)}
+	if cfg.CertCheckInterval <= 0 {
+		cfg.CertCheckInterval = 10 * time.Second
+	}
+	if cfg.Gateway.Subjects.Prefix() == "" {
+		cfg.Gateway.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), done: make(chan struct{})}
 	if err := s.start(); err != nil {
+		close(s.done)
+		s.wg.Wait()
+		if s.ln != nil {
+			_ = s.ln.Close()
+		}
+		if s.gw != nil {
+			_ = s.gw.Shutdown(context.Background())
+		}
+		if s.handlers != nil {
+			s.handlers.Stop()
+		}
 		s.stopNATS()
 		return nil, err
 	}
@@ -116,11 +145,16 @@ func (s *Server) start() error {
 	}
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		s.certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return fmt.Errorf("server: TLS: %w", err)
+			return err
 		}
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs.getCertificate}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.certs.watch(cfg.CertCheckInterval, s.done, s.logReload)
+		}()
 	}
 	s.ln, err = net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -160,12 +194,19 @@ func (s *Server) startEmbedded() error {
 			return fmt.Errorf("server: -nats-listen port: %w", err)
 		}
 	}
+	var edgeAuth, handlersAuth []nats.Option
+	if cfg.NATSAuth {
+		edgePass, handlersPass := nuid.Next(), nuid.Next()
+		emb.Users = cfg.Gateway.Subjects.Users(edgePass, handlersPass)
+		edgeAuth = []nats.Option{nats.UserInfo(natsconf.EdgeUser, edgePass)}
+		handlersAuth = []nats.Option{nats.UserInfo(natsconf.HandlersUser, handlersPass)}
+	}
 	var err error
 	s.nats, err = natsconf.StartEmbedded(emb)
 	if err != nil {
 		return err
 	}
-	if s.hnc, err = natsconf.ConnectEmbedded(s.nats, "natter-handlers"); err != nil {
+	if s.hnc, err = natsconf.ConnectEmbedded(s.nats, "natter-handlers", handlersAuth...); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -179,7 +220,7 @@ func (s *Server) startEmbedded() error {
 	if err := registry.ForgetMembers(ctx, s.hnc, cfg.Gateway.Subjects); err != nil {
 		return err
 	}
-	s.nc, err = natsconf.ConnectEmbedded(s.nats, "natter-edge")
+	s.nc, err = natsconf.ConnectEmbedded(s.nats, "natter-edge", edgeAuth...)
 	return err
 }
 
@@ -195,6 +236,25 @@ func (s *Server) routes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// ReloadCertificate loads the TLS certificate files again (on SIGHUP).
+// Established connections keep the certificate they began with.
+func (s *Server) ReloadCertificate() error {
+	if s.certs == nil {
+		return nil
+	}
+	err := s.certs.reload()
+	s.logReload(err)
+	return err
+}
+
+func (s *Server) logReload(err error) {
+	if err != nil {
+		s.log.Error("TLS certificate not reloaded, the previous one stays", "err", err)
+		return
+	}
+	s.log.Info("TLS certificate reloaded", "cert", s.cfg.TLSCert)
 }
 
 // Addr returns the address the HTTP server listens on.
@@ -214,6 +274,8 @@ func (s *Server) Done() <-chan error { return s.served }
 // ctx.Err() if ctx ends first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.ready.Store(false)
+	close(s.done)
+	s.wg.Wait()
 	err := s.http.Shutdown(ctx)
 	if e := s.gw.Shutdown(ctx); err == nil {
 		err = e
