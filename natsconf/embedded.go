@@ -112,7 +112,8 @@ func ServiceOptions(name string) []nats.Option {
 }
 
 // Drain drains nc (its subscriptions finish what they hold, its pending
-// publishes are flushed) and waits until it is closed or ctx ends.
+// publishes are flushed) and waits until it is closed or ctx ends. It
+// replaces nc's closed handler.
 func Drain(ctx context.Context, nc *nats.Conn) error {
 	if nc == nil || nc.IsClosed() {
 		return nil

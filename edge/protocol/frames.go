@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 )
@@ -146,7 +147,7 @@ func WithSeq(frame []byte, seq uint64) []byte {
 	out := make([]byte, 0, len(frame)+28)
 	out = append(out, `{"seq":`...)
 	out = strconv.AppendUint(out, seq, 10)
-	if frame[1] != '}' {
+	if rest := bytes.TrimLeft(frame[1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}
 	return append(out, frame[1:]...)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,9 +12,9 @@ import (
 
 func TestDM(t *testing.T) {
 	srv := devEdge(t)
-	alice := connect(t, srv, "alice")
 	bob1 := connect(t, srv, "bob")
 	bob2 := connect(t, srv, "bob")
+	alice := connect(t, srv, "alice")
 
 	var last uint64
 	for i, body := range []any{"are you there?", map[string]any{"n": 2}} {
@@ -49,6 +50,38 @@ func TestDM(t *testing.T) {
 	odd := connect(t, srv, "Org:x_y-9")
 	alice.request(t, "ack", map[string]any{"type": "dm", "to": "Org:x_y-9", "body": 1})
 	odd.expect(t, "dm")
+}
+
+// TestDMRightAfterConnect sends a dm to a user whose connection has just
+// opened, many times: each must be acknowledged "delivered" and arrive once.
+func TestDMRightAfterConnect(t *testing.T) {
+	const rounds = 50
+	srv := devEdge(t)
+	alice := connect(t, srv, "alice")
+	failures := 0
+	for i := range rounds {
+		user := fmt.Sprint("bob", i)
+		bob := connect(t, srv, user)
+		ack := alice.Request(t, map[string]any{"type": "dm", "to": user, "body": i})
+		if ack.Type() != "ack" || ack.Str("status") != "delivered" {
+			t.Errorf("round %d: dm to %s, online: want ack delivered, got %s", i, user, ack)
+			failures++
+		}
+		bob.expect(t, "dm")
+		// Whatever else comes must not be a second copy.
+		bob.Timeout = 200 * time.Millisecond
+		if err := bob.Send(map[string]any{"type": "ping", "id": "after"}); err != nil {
+			t.Fatal(err)
+		}
+		if f := bob.Next(t); f.Type() != "pong" {
+			t.Errorf("round %d: %s got the dm twice: %s", i, user, f)
+			failures++
+		}
+		_ = bob.Close()
+		if failures > 3 {
+			t.Fatalf("stopping after %d failures in %d rounds", failures, i+1)
+		}
+	}
 }
 
 // TestIdempotentDM retries a dm with the same id: acknowledged again with

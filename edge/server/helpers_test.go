@@ -63,8 +63,9 @@ func leakedGoroutines(wait time.Duration) string {
 // peer is a connected client and who it is.
 type peer struct {
 	*wstest.Client
-	user string
-	conn string // connection id from welcome
+	user    string
+	conn    string       // connection id from welcome
+	welcome wstest.Frame // the welcome frame
 }
 
 // connect dials srv as user (development identity) and reads its welcome.
@@ -75,7 +76,7 @@ func connect(t testing.TB, srv *server.Server, user string) *peer {
 	if w.Str("user") != user {
 		t.Fatalf("welcome user = %q, want %q (%s)", w.Str("user"), user, w)
 	}
-	return &peer{Client: c, user: user, conn: w.Str("conn")}
+	return &peer{Client: c, user: user, conn: w.Str("conn"), welcome: w}
 }
 
 // expect returns the next frame, which must be of type typ, skipping

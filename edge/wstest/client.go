@@ -49,6 +49,7 @@ type Client struct {
 	Timeout time.Duration
 
 	conn    *gws.Conn
+	header  http.Header // of the upgrade response
 	frames  chan Frame
 	pongs   chan []byte
 	stop    chan struct{} // closed in cleanup: the reader stops delivering
@@ -131,6 +132,7 @@ func dial(url string, opts Options) (*Client, *http.Response, error) {
 		return nil, resp, err
 	}
 	c.conn = conn
+	c.header = resp.Header
 	go func() {
 		defer close(c.done)
 		conn.ReadLoop()
@@ -141,6 +143,10 @@ func dial(url string, opts Options) (*Client, *http.Response, error) {
 // Conn returns the underlying gws connection, for what the Client does not
 // wrap.
 func (c *Client) Conn() *gws.Conn { return c.conn }
+
+// UpgradeHeader returns the header of the server's upgrade response
+// (negotiated extensions and subprotocol).
+func (c *Client) UpgradeHeader() http.Header { return c.header }
 
 // Send writes v as a JSON text frame. It returns the write's error; a test
 // usually need not check it, since a lost command shows as a missing reply.

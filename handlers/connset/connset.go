@@ -41,7 +41,7 @@ func (s *Store) Add(ctx context.Context, key, conn, edge string) (first bool, er
 		set[conn] = edge
 		return true
 	})
-	return before == 0, err
+	return err == nil && before == 0, err
 }
 
 // Remove takes conn out of the set at key and reports whether it was the

@@ -212,11 +212,13 @@ func TestCanceledContext(t *testing.T) {
 	s := connset.New(membersKV(t, testServer(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Add(ctx, "k", "c1", "e1"); err == nil {
-		t.Error("Add with a canceled context: no error")
+	// A failed change is neither a first nor a last connection: a caller
+	// that logs the error and carries on must not announce a presence.
+	if first, err := s.Add(ctx, "k", "c1", "e1"); err == nil || first {
+		t.Errorf("Add with a canceled context = %v, %v; want false and an error", first, err)
 	}
-	if _, err := s.Remove(ctx, "k", "c1"); err == nil {
-		t.Error("Remove with a canceled context: no error")
+	if last, err := s.Remove(ctx, "k", "c1"); err == nil || last {
+		t.Errorf("Remove with a canceled context = %v, %v; want false and an error", last, err)
 	}
 	if _, err := s.Keys(ctx, ">"); err == nil {
 		t.Error("Keys with a canceled context: no error")

@@ -652,10 +652,11 @@ export class Client {
     this.conn = f.conn;
     this._attempt = 0;
     this._startHeartbeat(f.heartbeat);
-    this._setState(State.OPEN);
-    this._emit('welcome', f);
+    const prev = this.state;
+    this.state = State.OPEN;
     // Rejoin first: commands are handled in the order sent, so queued sends
-    // find their rooms joined.
+    // find their rooms joined. Listeners hear of the new connection after
+    // that, so what they send comes after the rejoins too.
     for (const [name, room] of this._rooms) this._sendJoin(name, room.lastSeq);
     const queue = this._queue;
     this._queue = [];
@@ -663,6 +664,8 @@ export class Client {
       clearTimeout(req.timer);
       this._write(req);
     }
+    if (prev !== State.OPEN) this._emit('state', State.OPEN, prev);
+    this._emit('welcome', f);
     const waiters = this._readyWaiters;
     this._readyWaiters = [];
     for (const w of waiters) w.resolve(f);
@@ -685,16 +688,16 @@ export class Client {
   _probe() {
     if (!this._conn || this.state !== State.OPEN) return;
     const gen = this._gen;
-    try {
-      this._conn.send('{"type":"ping"}');
-    } catch {
-      this._dead('ping failed');
-      return;
-    }
+    // Armed before the write: any frame that arrives after it disarms it.
     if (!this._pongTimer) {
       this._pongTimer = setTimeout(() => {
         if (gen === this._gen) this._dead('no pong');
       }, this._pongWait);
+    }
+    try {
+      this._conn.send('{"type":"ping"}');
+    } catch {
+      this._dead('ping failed');
     }
   }
 
@@ -784,6 +787,12 @@ export class Client {
 
   _write(req) {
     const id = req.frame.id;
+    if (!this._conn) {
+      // The socket went away during a flush: wait for the next one.
+      this._armQueueTimer(req);
+      this._queue.push(req);
+      return;
+    }
     this._pending.set(id, req);
     req.timer = setTimeout(() => {
       if (this._pending.get(id) === req) this._pending.delete(id);
