@@ -87,6 +87,40 @@ func (b *batchConn) flushLocked() error {
 	return err
 }
 
+// writeTextFrames frames each payload as an unmasked, uncompressed
+// WebSocket text message and sends them all with one write. It is the
+// allocation-free path of connections without permessage-deflate; gws's own
+// writes (pongs, close frames) are whole frames under the same lock, so
+// frames never interleave.
+func (b *batchConn) writeTextFrames(payloads [][]byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range payloads {
+		b.buf = appendTextHeader(b.buf, len(p))
+		b.buf = append(b.buf, p...)
+	}
+	if b.batching {
+		return nil
+	}
+	return b.flushLocked()
+}
+
+// appendTextHeader appends the header of a final, unmasked text frame of n
+// payload bytes (RFC 6455 section 5.2).
+func appendTextHeader(buf []byte, n int) []byte {
+	const finText = 0x81
+	switch {
+	case n < 126:
+		return append(buf, finText, byte(n))
+	case n <= 0xFFFF:
+		return append(buf, finText, 126, byte(n>>8), byte(n))
+	default:
+		return append(buf, finText, 127,
+			byte(uint64(n)>>56), byte(uint64(n)>>48), byte(uint64(n)>>40), byte(uint64(n)>>32),
+			byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
 // Close sends what a batch holds, then closes the connection.
 func (b *batchConn) Close() error {
 	b.mu.Lock()

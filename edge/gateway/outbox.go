@@ -24,6 +24,9 @@ type outbox struct {
 	closed  bool
 }
 
+// maxIdleFrames is the largest frame slice an idle outbox keeps for reuse.
+const maxIdleFrames = 8
+
 // push queues frame. It returns false when the outbox is closed or the frame
 // would pass the bound (which closes it).
 func (o *outbox) push(frame []byte) bool {
@@ -59,7 +62,14 @@ func (o *outbox) run() {
 		batch := o.frames
 		if len(batch) == 0 || o.closed {
 			o.writing = false
-			o.frames = nil
+			// Keep one small slice for the next burst; an idle
+			// connection holds nothing big.
+			if o.spare != nil && !o.closed && cap(o.spare) <= maxIdleFrames {
+				o.frames = o.spare[:0]
+			} else {
+				o.frames = nil
+			}
+			o.spare = nil
 			o.mu.Unlock()
 			return
 		}
