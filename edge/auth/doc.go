@@ -16,7 +16,7 @@
 // with errors.Is. Error texts carry a short reason, never the token.
 //
 // Every user id an authenticator returns matches ^[A-Za-z0-9_:-]{1,128}$
-// (PROTOCOL.md, "Names"). Room patterns are matched with [RoomAllowed].
+// (PROTOCOL.md, "Names"). Room patterns are matched with [protocol.RoomAllowed].
 //
 // Concurrency: authenticators hold no mutable state; one value may be used
 // by any number of goroutines at once.

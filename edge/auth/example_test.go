@@ -9,21 +9,6 @@ import (
 	"natter/edge/auth"
 )
 
-func ExampleRoomAllowed() {
-	patterns := []string{"lobby", "team-*"}
-	for _, room := range []string{"lobby", "team-red", "kitchen"} {
-		fmt.Println(room, auth.RoomAllowed(patterns, room))
-	}
-	fmt.Println("nil patterns:", auth.RoomAllowed(nil, "kitchen"))
-	fmt.Println("empty patterns:", auth.RoomAllowed([]string{}, "lobby"))
-	// Output:
-	// lobby true
-	// team-red true
-	// kitchen false
-	// nil patterns: true
-	// empty patterns: false
-}
-
 func ExampleDevelopment() {
 	var a auth.Authenticator = auth.Development{}
 	for _, target := range []string{"/ws?user=alice", "/ws?id=bob", "/ws?user=a.b"} {

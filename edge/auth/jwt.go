@@ -94,7 +94,7 @@ var _ Authenticator = (*jwtAuth)(nil)
 // true}, fills Identity.Rooms and Identity.Broadcast. A missing (or null)
 // rooms gives nil Rooms: any room. An empty list gives an empty non-nil
 // slice: no room. Broadcast is false unless the claim grants it. Room
-// patterns are taken as given; see [RoomAllowed]. A natter claim of the
+// patterns are taken as given; see [protocol.RoomAllowed]. A natter claim of the
 // wrong shape makes the token malformed.
 func NewJWT(cfg JWTConfig) (Authenticator, error) {
 	if cfg.Leeway < 0 {
