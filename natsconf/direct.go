@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -14,6 +15,7 @@ import (
 // StoredMsg is one message read from a stream.
 type StoredMsg struct {
 	Seq  uint64
+	Time time.Time // when the stream stored it
 	Data []byte
 }
 
@@ -111,7 +113,8 @@ func (r *Reader) batch(ctx context.Context, req directRequest, max int) ([]Store
 		if err != nil {
 			return nil, fmt.Errorf("natsconf: direct get: bad sequence header: %w", err)
 		}
-		out = append(out, StoredMsg{Seq: seq, Data: m.Data})
+		stored, _ := time.Parse(time.RFC3339Nano, m.Header.Get(nats.JSTimeStamp))
+		out = append(out, StoredMsg{Seq: seq, Time: stored, Data: m.Data})
 	}
 	return out, nil
 }

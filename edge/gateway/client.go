@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -123,12 +124,23 @@ func (c *client) bye(code protocol.ByeCode, message string) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
-	c.out.close()
+	var written <-chan struct{}
+	if code == protocol.ByeSlow {
+		c.out.close() // what is queued will not be read anyway
+	} else {
+		written = c.out.seal() // frames queued before the bye still go out
+	}
 	c.g.wg.Add(1)
 	go func() {
 		defer c.g.wg.Done()
 		if code == protocol.ByeSlow {
 			c.raw.expedite()
+		} else {
+			select {
+			case <-written:
+			case <-time.After(c.g.cfg.WriteTimeout):
+				c.out.close()
+			}
 		}
 		_ = c.ws.WriteMessage(gws.OpcodeText, protocol.EncodeBye(code, message))
 		c.raw.expedite()
@@ -218,7 +230,7 @@ func (c *client) relay(cmd protocol.Command, data []byte) {
 	}
 	op, room := reply.Header.Get(natsconf.HeaderOp), reply.Header.Get(natsconf.HeaderRoom)
 	if op == natsconf.OpSubscribe && cmd.Since != nil {
-		c.joinSince(room, *cmd.Since, reply.Data)
+		c.joinSince(cmd.ID, room, *cmd.Since, reply.Data)
 		return
 	}
 	if op != "" {
@@ -234,8 +246,10 @@ const replayPage = protocol.MaxHistoryLimit
 // held, writes "joined", replays every stored message after since with
 // "history" requests paging forward, and then releases the held live
 // messages newer than the last replayed one. The client sees each message
-// once, in seq order, with no gap between replay and live.
-func (c *client) joinSince(room string, since uint64, joined []byte) {
+// once, in seq order, with no gap between replay and live. If the replay
+// fails the client gets an error for the join and a bye "shutdown": it
+// reconnects and joins again with since, rather than live with a gap.
+func (c *client) joinSince(id, room string, since uint64, joined []byte) {
 	if err := c.g.hub.joinRoom(c, room, true); err != nil {
 		c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
 	}
@@ -243,19 +257,24 @@ func (c *client) joinSince(room string, since uint64, joined []byte) {
 	// this point also arrives live.
 	_ = c.g.nc.Flush()
 	c.send(joined)
-	cursor := since
+	// cursor pages the store; replayed is the newest seq sent, which
+	// decides the seam (a since beyond the room's latest replays nothing
+	// and must not hide newer live messages).
+	cursor, replayed := since, uint64(0)
 	for {
 		msgs, err := c.replay(room, cursor)
 		if err != nil {
-			c.send(protocol.EncodeError("", err))
-			c.g.hub.endCatchUp(c, room, cursor)
+			c.g.hub.leaveRoom(c, room)
+			c.send(protocol.EncodeError(id, err))
+			c.bye(protocol.ByeShutdown, "could not replay room "+room+" after seq "+strconv.FormatUint(cursor, 10)+"; reconnect and join again with since")
 			return
 		}
 		for _, m := range msgs {
 			c.send(m.frame)
 			cursor = max(cursor, m.seq)
+			replayed = max(replayed, m.seq)
 		}
-		if len(msgs) < replayPage && c.g.hub.endCatchUp(c, room, cursor) {
+		if len(msgs) < replayPage && c.g.hub.endCatchUp(c, room, replayed) {
 			return
 		}
 	}

@@ -73,7 +73,7 @@ func benchClient(tb testing.TB, g *Gateway, i int, room string) (*client, *disca
 	g.hub.clients[c.id] = c
 	f := g.hub.rooms[room]
 	if f == nil {
-		f = &fanout{members: map[*client]*catchup{}}
+		f = &fanout{members: map[*client]*member{}}
 		g.hub.rooms[room] = f
 	}
 	f.members[c] = nil

@@ -28,11 +28,20 @@ type hub struct {
 }
 
 // fanout is one subscription shared by the local connections of a room or
-// a user. A member whose value is non-nil is catching up: its live frames
-// are held until its replay of stored messages ends.
+// a user. A member's value is nil for a plain live member, and set for one
+// that joined with "since" (see member).
 type fanout struct {
 	sub     *nats.Subscription
-	members map[*client]*catchup
+	members map[*client]*member
+}
+
+// member is the replay state of a connection that joined a room with
+// "since". While held is set its live frames are held until its replay of
+// stored messages ends; after that, live copies of frames it got from the
+// replay (seq <= floor, still queued for the dispatcher then) are dropped.
+type member struct {
+	held  *catchup
+	floor uint64
 }
 
 // catchup holds a member's live room frames while stored ones are replayed
@@ -136,10 +145,15 @@ func (h *hub) route(m *nats.Msg) {
 		if err != nil {
 			seq = 0 // presence: not stored, held all the same
 		}
-		for c, cu := range f.members {
-			if cu != nil {
-				cu.hold(seq, frame)
-				continue
+		for c, st := range f.members {
+			if st != nil {
+				if st.held != nil {
+					st.held.hold(seq, frame)
+					continue
+				}
+				if seq != 0 && seq <= st.floor {
+					continue
+				}
 			}
 			c.send(frame)
 		}
@@ -205,7 +219,7 @@ func (h *hub) joinRoom(c *client, room string, catchUp bool) error {
 		c.rooms[room] = struct{}{}
 	}
 	if catchUp {
-		h.rooms[room].members[c] = &catchup{limit: c.g.cfg.WriteQueueBytes}
+		h.rooms[room].members[c] = &member{held: &catchup{limit: c.g.cfg.WriteQueueBytes}}
 	}
 	return nil
 }
@@ -221,20 +235,20 @@ func (h *hub) endCatchUp(c *client, room string, replayed uint64) bool {
 	if f == nil {
 		return true
 	}
-	cu := f.members[c]
-	if cu == nil {
+	st := f.members[c]
+	if st == nil || st.held == nil {
 		return true
 	}
-	if cu.overflowed {
-		f.members[c] = &catchup{limit: cu.limit}
+	if st.held.overflowed {
+		st.held = &catchup{limit: st.held.limit}
 		return false
 	}
-	for _, sf := range cu.frames {
+	for _, sf := range st.held.frames {
 		if sf.seq == 0 || sf.seq > replayed {
 			c.send(sf.frame)
 		}
 	}
-	f.members[c] = nil
+	st.held, st.floor = nil, replayed
 	return true
 }
 
@@ -260,7 +274,7 @@ func (h *hub) joinLocked(set map[string]*fanout, subject func(string) (string, e
 		if err != nil {
 			return err
 		}
-		f = &fanout{sub: sub, members: map[*client]*catchup{}}
+		f = &fanout{sub: sub, members: map[*client]*member{}}
 		set[name] = f
 	}
 	f.members[c] = nil

@@ -22,6 +22,8 @@ type outbox struct {
 	queued  int
 	writing bool
 	closed  bool
+	sealed  bool          // no more frames; those queued are still written
+	idle    chan struct{} // closed when a sealed outbox has written all
 }
 
 // maxIdleFrames is the largest frame slice an idle outbox keeps for reuse.
@@ -31,7 +33,7 @@ const maxIdleFrames = 8
 // would pass the bound (which closes it).
 func (o *outbox) push(frame []byte) bool {
 	o.mu.Lock()
-	if o.closed {
+	if o.closed || o.sealed {
 		o.mu.Unlock()
 		return false
 	}
@@ -62,6 +64,10 @@ func (o *outbox) run() {
 		batch := o.frames
 		if len(batch) == 0 || o.closed {
 			o.writing = false
+			if o.idle != nil {
+				close(o.idle)
+				o.idle = nil
+			}
 			// Keep one small slice for the next burst; an idle
 			// connection holds nothing big.
 			if o.spare != nil && !o.closed && cap(o.spare) <= maxIdleFrames {
@@ -101,5 +107,24 @@ func (o *outbox) close() {
 	o.mu.Lock()
 	o.closed = true
 	o.frames, o.queued = nil, 0
+	if o.idle != nil && !o.writing {
+		close(o.idle)
+		o.idle = nil
+	}
 	o.mu.Unlock()
+}
+
+// seal refuses further frames and returns a channel closed once what is
+// queued has been written (or dropped by close or a failed write).
+func (o *outbox) seal() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.sealed = true
+	idle := make(chan struct{})
+	if !o.writing {
+		close(idle)
+		return idle
+	}
+	o.idle = idle
+	return idle
 }

@@ -15,7 +15,6 @@ import (
 	"natter/edge/auth"
 	"natter/edge/server"
 	"natter/edge/wstest"
-	"natter/natsconf"
 )
 
 // TestMain fails the package when goroutines of the code under test are
@@ -188,15 +187,9 @@ func (a stubAuth) Authenticate(r *http.Request) (auth.Identity, error) {
 	return auth.Identity{User: user, Rooms: a.rooms, Broadcast: a.broadcast}, nil
 }
 
-// startEdge starts an edge with cfg. It names the default subject prefix
-// explicitly: server.Start with a zero Gateway.Subjects fails in
-// development mode (TestStartZeroConfig), and that one bug should not hide
-// every other result.
+// startEdge starts an edge with cfg (wstest.StartEdge).
 func startEdge(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
-	if cfg.Gateway.Subjects.Prefix() == "" {
-		cfg.Gateway.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
-	}
 	return wstest.StartEdge(t, cfg)
 }
 

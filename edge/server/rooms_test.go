@@ -311,3 +311,73 @@ func TestIdempotentSend(t *testing.T) {
 		t.Errorf("bob's send with alice's id was taken for alice's retry (seq %d)", s)
 	}
 }
+
+// TestIdempotencyKeyScope reuses one client id for commands that are not
+// retries of each other: a send to another room, a dm to another user.
+// PROTOCOL.md makes the id the key of a "retry"; a client that numbers its
+// commands per connection ("1", "2" … as in the example) reuses ids after
+// every reconnect, and a command to a different target is no retry.
+func TestIdempotencyKeyScope(t *testing.T) {
+	srv := devEdge(t)
+	bob := connect(t, srv, "bob")
+	carol := connect(t, srv, "carol")
+	alice := connect(t, srv, "alice")
+	alice.join(t, "r1")
+	alice.join(t, "r2")
+	bob.join(t, "r2")
+	alice.expect(t, "presence")
+
+	send := func(room string) wstest.Frame {
+		t.Helper()
+		if err := alice.Send(map[string]any{"type": "send", "room": room, "id": "1", "body": "to " + room}); err != nil {
+			t.Fatal(err)
+		}
+		return alice.WaitFor(t, func(f wstest.Frame) bool { return f.Type() == "ack" || f.Type() == "error" })
+	}
+	a1, a2 := send("r1"), send("r2")
+	s1, _ := a1.Uint("seq")
+	if s2, _ := a2.Uint("seq"); s2 == s1 {
+		t.Errorf("a send to r2 with the id of a send to r1 was taken for a retry: ack %s", a2)
+	} else if m := bob.expect(t, "msg"); m.Str("room") != "r2" {
+		t.Errorf("bob: want the msg in r2, got %s", m)
+	}
+
+	dm := func(to string) wstest.Frame {
+		t.Helper()
+		if err := alice.Send(map[string]any{"type": "dm", "to": to, "id": "d", "body": "for " + to}); err != nil {
+			t.Fatal(err)
+		}
+		return alice.WaitFor(t, func(f wstest.Frame) bool { return f.Type() == "ack" || f.Type() == "error" })
+	}
+	d1, d2 := dm("bob"), dm("carol")
+	q1, _ := d1.Uint("seq")
+	if q2, _ := d2.Uint("seq"); q2 == q1 {
+		t.Errorf("a dm to carol with the id of a dm to bob was taken for a retry: ack %s", d2)
+	} else if f := carol.expect(t, "dm"); f.Str("from") != "alice" {
+		t.Errorf("carol: got %s", f)
+	}
+}
+
+// TestJoinTwice joins a room twice on one connection: one membership, each
+// message delivered once.
+func TestJoinTwice(t *testing.T) {
+	srv := devEdge(t)
+	bob := connect(t, srv, "bob")
+	bob.join(t, "lobby")
+	alice := connect(t, srv, "alice")
+	alice.join(t, "lobby")
+	alice.join(t, "lobby")
+	bob.expect(t, "presence")
+	bob.barrier(t) // no second presence
+	alice.request(t, "ack", map[string]any{"type": "send", "room": "lobby", "body": "once"})
+	alice.expect(t, "msg")
+	alice.barrier(t)
+	bob.expect(t, "msg")
+	bob.barrier(t)
+	// One leave is enough.
+	alice.request(t, "left", map[string]any{"type": "leave", "room": "lobby"})
+	if p := bob.expect(t, "presence"); p.Str("event") != "leave" {
+		t.Fatalf("bob: want presence leave of alice, got %s", p)
+	}
+	wantMembers(t, bob.members(t, "lobby"), "bob")
+}

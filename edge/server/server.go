@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"natter/edge/gateway"
+	"natter/edge/web"
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
@@ -227,6 +228,7 @@ func (s *Server) startEmbedded() error {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+s.cfg.WSPath, s.gw)
+	mux.Handle("/", web.Handler()) // the JS SDK (/natter.js) and the demo page
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() || !s.nc.IsConnected() || (s.hnc != nil && !s.hnc.IsConnected()) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)

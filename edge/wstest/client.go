@@ -45,7 +45,7 @@ type Options struct {
 // take them from there in order. The connection is closed in cleanup.
 type Client struct {
 	// Timeout is how long the reading methods wait before failing the test
-	// (DefaultTimeout when zero). Set it before using the client.
+	// (DefaultTimeout when zero). Set it from the goroutine that reads.
 	Timeout time.Duration
 
 	conn    *gws.Conn
@@ -218,6 +218,14 @@ func (c *Client) Next(t testing.TB) Frame {
 	return f
 }
 
+// TryNext returns the next frame if one comes within d; ok is false when
+// none does or the connection closes first. It never fails the test: use it
+// to tell what happened before failing with a precise message.
+func (c *Client) TryNext(d time.Duration) (f Frame, ok bool) {
+	f, err := c.next(time.Now().Add(d))
+	return f, err == nil
+}
+
 // Expect returns the next frame and fails the test unless its type is typ:
 // it skips nothing.
 func (c *Client) Expect(t testing.TB, typ string) Frame {
@@ -297,8 +305,8 @@ func (c *Client) Pong(t testing.TB) []byte {
 }
 
 // Closed waits until the connection has closed and returns the close code
-// the server sent (CloseNoFrame when it ended without a close frame). Frames
-// not yet read stay readable. It fails the test if the connection is still
+// the server sent (CloseNoFrame when none came: the connection broke, or
+// this client closed it first). Frames not yet read stay readable. It fails the test if the connection is still
 // open after the client's Timeout.
 func (c *Client) Closed(t testing.TB) uint16 {
 	t.Helper()
@@ -335,6 +343,8 @@ func (c *Client) Close() error {
 	var err error
 	c.once.Do(func() {
 		close(c.stop)
+		// An edge that stopped reading must not hold the close frame.
+		_ = c.conn.SetWriteDeadline(time.Now().Add(DefaultTimeout))
 		_ = c.conn.WriteClose(1000, nil)
 		select {
 		case <-c.done:

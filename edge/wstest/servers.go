@@ -48,8 +48,7 @@ func StartNATS(t testing.TB) *natsserver.Server {
 // loopback port), DataDir t.TempDir() and a quiet logger when they are
 // empty. With cfg.NATSURL empty the edge runs in development mode (an
 // embedded NATS and every handler in-process). The edge is shut down in
-// cleanup, with ShutdownTimeout; an edge the test already shut down is
-// fine.
+// cleanup, with ShutdownTimeout; a test may shut it down itself first.
 func StartEdge(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	if cfg.Addr == "" {
@@ -68,8 +67,14 @@ func StartEdge(t testing.TB, cfg server.Config) *server.Server {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		defer cancel()
-		// A second Shutdown (the test shut the edge down itself) reports
-		// that; only a shutdown that did not finish is a failure here.
+		// A panicking Shutdown fails this test, not the whole binary.
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("wstest: edge Shutdown panicked: %v", p)
+			}
+		}()
+		// A second Shutdown (the test shut the edge down itself) may
+		// report that; only a shutdown that did not finish is a failure.
 		if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("wstest: edge shutdown did not finish in %v", ShutdownTimeout)
 		}

@@ -8,9 +8,13 @@
 // answers. If one answered, the stored copy is deleted and the ack says
 // "delivered"; if none did, it stays, the ack says "stored", and it is
 // delivered when a connection of the user next opens. The inbox stream thus
-// holds exactly the messages not yet delivered. Deleting before delivering
-// a stored message makes each delivery exclusive, so concurrent copies of
-// the handler never deliver a message twice.
+// holds exactly the messages not yet delivered.
+//
+// Exactly one party delivers each message: for its first ownerWindow a
+// stored message belongs to the dm command that stored it (which offers it
+// live and deletes it if taken); after that, to whoever deletes it first on
+// a connect (deleting before offering makes that exclusive across copies of
+// the handler).
 package inbox
 
 import (
@@ -32,6 +36,11 @@ const Name = "inbox"
 
 // liveTimeout bounds the wait for an edge to take a live delivery.
 const liveTimeout = time.Second
+
+// ownerWindow is how long a just-stored dm belongs to the command that
+// stored it: its live offer and delete take at most liveTimeout plus a
+// store round trip.
+const ownerWindow = 2 * liveTimeout
 
 type handler struct {
 	nc     *nats.Conn
@@ -104,7 +113,7 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 		}
 	case h.offer(ctx, to, protocol.WithSeq(frame, ack.Sequence)):
 		status = protocol.StatusDelivered
-		if err := h.stream.DeleteMsg(ctx, ack.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if _, err := h.take(ctx, ack.Sequence); err != nil {
 			// Still stored: it will be delivered again on the next
 			// connect. Better twice than never.
 			return runtime.Response{}, runtime.StoreError(err)
@@ -123,8 +132,19 @@ func (h *handler) offer(ctx context.Context, user string, frame []byte) bool {
 	return err == nil
 }
 
+// take deletes a stored message and reports whether this call deleted it
+// (false: someone else took it first).
+func (h *handler) take(ctx context.Context, seq uint64) (bool, error) {
+	err := h.stream.DeleteMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return false, nil // already deleted
+	}
+	return err == nil, err
+}
+
 // connect delivers the stored messages of a user whose connection opened,
-// oldest first.
+// oldest first. A message still owned by the dm that stored it is waited
+// for: that dm either delivers it or leaves it here.
 func (h *handler) connect(ctx context.Context, ev *runtime.Event) error {
 	if !natsconf.ValidName(ev.User) {
 		return errors.New("inbox: connect event without a valid user")
@@ -137,12 +157,21 @@ func (h *handler) connect(ctx context.Context, ev *runtime.Event) error {
 			return err
 		}
 		for _, m := range msgs {
+			if wait := time.Until(m.Time.Add(ownerWindow)); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				break // read again from this message
+			}
 			next = m.Seq
-			// Whoever deletes a stored message delivers it.
-			if err := h.stream.DeleteMsg(ctx, m.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue
-			} else if err != nil {
+			took, err := h.take(ctx, m.Seq)
+			if err != nil {
 				return err
+			}
+			if !took {
+				continue
 			}
 			if !h.offer(ctx, ev.User, protocol.WithSeq(m.Data, m.Seq)) {
 				// The user left again: keep the message for next time.

@@ -76,7 +76,10 @@ function start(name) {
   client.on('presence', onPresence);
   client.on('broadcast', (b) => notice(`${b.from} to everyone: ${bodyText(b.body)}`));
   client.on('bye', (b) => notice(`server: ${b.message || b.code}`));
-  client.on('error', (err) => notice(`${err.code || 'error'}: ${err.message}`));
+  client.on('error', (err) => {
+    // Socket failures while reconnecting show in the state indicator.
+    if (err.code !== 'transport') notice(`${err.code || 'error'}: ${err.message}`);
+  });
 
   let rooms = [];
   try {
@@ -99,7 +102,7 @@ function saveRooms() {
 
 async function openRoom(name, { select: sel = true } = {}) {
   if (!app.rooms.has(name)) {
-    app.rooms.set(name, { msgs: new Map(), members: new Set(), unread: 0, note: '' });
+    app.rooms.set(name, { msgs: new Map(), members: new Set(), presenceLogs: new Set(), unread: 0, note: '' });
     saveRooms();
   }
   if (sel) select({ kind: 'room', name });
@@ -131,14 +134,28 @@ async function loadHistory(name, upTo) {
   if (isCurrent('room', name)) renderMessages();
 }
 
+// The members reply is a snapshot taken at some point while the request was
+// in flight, and presence events come by another path: events received
+// meanwhile are replayed on top of the snapshot, so none is lost.
 async function refreshMembers(name) {
+  const room = app.rooms.get(name);
+  if (!room) return;
+  const log = [];
+  room.presenceLogs.add(log);
   try {
     const users = await app.client.members(name);
-    const room = app.rooms.get(name);
-    if (!room) return;
+    if (app.rooms.get(name) !== room) return;
     room.members = new Set(users);
+    for (const p of log) applyPresence(room, p);
     if (isCurrent('room', name)) renderMembers();
-  } catch { /* the next presence event or reconnect fixes it */ }
+  } catch { /* the next presence event or reconnect fixes it */ } finally {
+    room.presenceLogs.delete(log);
+  }
+}
+
+function applyPresence(room, p) {
+  if (p.event === 'join') room.members.add(p.user);
+  else if (p.event === 'leave') room.members.delete(p.user);
 }
 
 function onRoomMessage(m) {
@@ -155,8 +172,8 @@ function onRoomMessage(m) {
 function onPresence(p) {
   const room = app.rooms.get(p.room);
   if (!room) return;
-  if (p.event === 'join') room.members.add(p.user);
-  else if (p.event === 'leave') room.members.delete(p.user);
+  applyPresence(room, p);
+  for (const log of room.presenceLogs) log.push(p);
   if (isCurrent('room', p.room)) renderMembers();
 }
 
@@ -373,6 +390,7 @@ function messageItem(m, prev) {
   time.dateTime = when.toISOString();
   time.title = when.toLocaleString();
   head.append(time);
+  if (m.status === 'stored') head.append(el('span', 'status', `· stored, delivered when ${m.to} connects`));
   const content = el('div', 'content');
   content.append(head, el('div', 'body', bodyText(m.body)));
   li.append(avatar, content);
@@ -390,6 +408,7 @@ function renderMembers() {
   } else if (c && c.kind === 'dm') {
     users = [c.name];
   }
+  $('members-title').textContent = c && c.kind === 'dm' ? 'Conversation with' : 'Online';
   $('member-count').textContent = c && c.kind === 'room' ? String(users.length) : '';
   for (const u of users) {
     const li = el('li');

@@ -245,7 +245,9 @@ export function wxTransport(wxApi, options = {}) {
         throw new NatterError('too_many_sockets', `a mini-program may open at most ${maxSockets} sockets`);
       }
       let released = false;
+      let fallback = null;
       const release = () => {
+        clearTimeout(fallback);
         if (!released) {
           released = true;
           live--;
@@ -293,9 +295,12 @@ export function wxTransport(wxApi, options = {}) {
         close(code = 1000, reason = '') {
           // wx accepts 1000 or 3000–4999 only.
           const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
+          // The platform counts a closing socket until its onClose; should
+          // that never come, stop counting it after a while.
+          if (!released && !fallback) fallback = setTimeout(release, 5000);
           try {
             task.close({ code: c, reason });
-          } finally {
+          } catch {
             release();
           }
         },
@@ -335,6 +340,9 @@ export function autoTransport() {
  *   `false` to never reconnect; backoff before attempt n is a random delay in
  *   [0, min(cap, base·2ⁿ)] ms (base 500, cap 30000), maxAttempts unbounded
  * @property {number} [maxQueue=100] commands that may wait for a connection
+ * @property {number} [maxFrame=65536] largest command in bytes (the edge's
+ *   limit): a bigger one is rejected with `too_large` without being sent, as
+ *   the edge's own `too_large` error could not name the command
  * @property {number} [heartbeat] ping interval in seconds (default: the
  *   server's `welcome.heartbeat`)
  * @property {number} [pongTimeout] ms to wait for any frame after a ping
@@ -366,6 +374,22 @@ function randomPrefix() {
     for (let i = 0; i < 9; i++) s += Math.floor(Math.random() * 36).toString(36);
   }
   return s + Date.now().toString(36).slice(-4);
+}
+
+/** The UTF-8 length of s, counted exactly only when it may exceed limit. */
+function utf8Length(s, limit) {
+  if (s.length * 3 <= limit) return s.length;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }
 
 function decodeData(data) {
@@ -405,6 +429,7 @@ export class Client {
         }
       : null;
     this._maxQueue = o.maxQueue >= 0 ? o.maxQueue : 100;
+    this._maxFrame = o.maxFrame > 0 ? o.maxFrame : 65536;
     this._heartbeatOpt = o.heartbeat > 0 ? o.heartbeat : 0;
     this._pongTimeoutOpt = o.pongTimeout > 0 ? o.pongTimeout : 0;
     this._idPrefix = o.idPrefix || randomPrefix();
@@ -761,8 +786,19 @@ export class Client {
     if (this.state === State.CLOSED) return Promise.reject(new NatterError('closed', 'client closed'));
     if (opts.id !== undefined) frame.id = String(opts.id);
     else frame.id = this._nextId();
+    let text;
+    try {
+      text = JSON.stringify(frame);
+    } catch (err) {
+      return Promise.reject(new NatterError('bad_frame', `cannot encode the ${frame.type} command: ${err.message}`));
+    }
+    if (utf8Length(text, this._maxFrame) > this._maxFrame) {
+      const err = new NatterError('too_large', `the ${frame.type} command is larger than ${this._maxFrame} bytes`);
+      err.id = frame.id;
+      return Promise.reject(err);
+    }
     return new Promise((resolve, reject) => {
-      const req = { frame, kind, resolve, reject, timer: null, timeout: opts.timeout > 0 ? opts.timeout : this._timeout };
+      const req = { frame, text, kind, resolve, reject, timer: null, timeout: opts.timeout > 0 ? opts.timeout : this._timeout };
       if (this.state === State.OPEN && this._conn) {
         this._write(req);
       } else if (this._queue.length >= this._maxQueue) {
@@ -803,7 +839,7 @@ export class Client {
       this._probe(); // a missing reply may mean a dead connection
     }, req.timeout);
     try {
-      this._conn.send(JSON.stringify(req.frame));
+      this._conn.send(req.text);
     } catch (err) {
       // The socket is going away; its close puts the request back in the queue.
       this._emit('error', new NatterError('transport', String(err && err.message || err)));

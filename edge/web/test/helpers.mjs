@@ -2,7 +2,7 @@
 // events, make tokens. Every edge listens on 127.0.0.1 only.
 import { spawn, execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -87,7 +87,8 @@ export class Edge {
     if (!this.port) this.port = await freePort();
     if (!this.dataDir) this.dataDir = await mkdtemp(path.join(os.tmpdir(), 'natter-edge-data-'));
     const deadline = Date.now() + timeout;
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
+      this.log = '';
       const proc = spawn(bin, ['-addr', `127.0.0.1:${this.port}`, '-data', this.dataDir, ...this.args], {
         cwd: this.dataDir,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -112,7 +113,7 @@ export class Edge {
       }
       // It exited: after a SIGKILL the port may still be held for a moment
       // (or the store is still locked); try again until the deadline.
-      if (Date.now() > deadline) throw new Error(`edge exited (${JSON.stringify(dead)}):\n${this.log.slice(-3000)}`);
+      if (attempt >= 5 || Date.now() > deadline) throw new Error(`edge exited (${JSON.stringify(dead)}):\n${this.log.slice(-3000)}`);
       await sleep(200);
     }
   }
@@ -125,13 +126,45 @@ export class Edge {
     await proc.exited;
   }
 
-  /** Pauses (SIGSTOP) or resumes (SIGCONT) the process: its sockets stay open. */
-  pause() { this.proc.kill('SIGSTOP'); }
-  resume() { this.proc.kill('SIGCONT'); }
+  /**
+   * Pauses the process (SIGSTOP): its sockets stay open, nothing answers.
+   * The stop is not instant (a busy machine lets threads run on for a few
+   * ms), so this waits until every thread shows as stopped in /proc.
+   */
+  async pause({ timeout = 5000 } = {}) {
+    this.proc.kill('SIGSTOP');
+    this.paused = true;
+    const deadline = Date.now() + timeout;
+    const taskDir = `/proc/${this.proc.pid}/task`;
+    if (!existsSync(taskDir)) {
+      await sleep(200); // no /proc: give the signal time
+      return;
+    }
+    for (;;) {
+      let stopped = true;
+      for (const t of readdirSync(taskDir)) {
+        try {
+          // The state is the field after the ")" that ends the command name.
+          const stat = readFileSync(`${taskDir}/${t}/stat`, 'utf8');
+          const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+          if (state !== 'T' && state !== 't') stopped = false;
+        } catch { /* the thread is gone */ }
+      }
+      if (stopped) return;
+      if (Date.now() > deadline) throw new Error('edge did not stop after SIGSTOP');
+      await sleep(2);
+    }
+  }
+
+  /** Resumes a paused process (SIGCONT). */
+  resume() {
+    this.paused = false;
+    this.proc.kill('SIGCONT');
+  }
 
   /** Stops the process and removes the data directory it made. */
   async dispose() {
-    if (this.proc && this.proc.signalCode === 'SIGSTOP') this.resume();
+    if (this.proc && this.paused) this.resume();
     await this.stop('SIGKILL');
     if (this._ownData && this.dataDir) await rm(this.dataDir, { recursive: true, force: true });
   }

@@ -94,6 +94,19 @@ describe('requests', () => {
     for (const id of ids) assert.ok(id.length <= 64);
   });
 
+  test('a command over maxFrame bytes (UTF-8) is refused without being sent', async () => {
+    const srv = fakeServer({ auto: false });
+    const c = client(srv, { maxFrame: 100 });
+    await c.ready();
+    await assert.rejects(c.send('r', 'é'.repeat(40)), { code: 'too_large' }); // 80 bytes of body
+    assert.equal(srv.last.frames('send').length, 0);
+    const ok = c.send('r', 'e'.repeat(40));
+    assert.equal(srv.last.frames('send').length, 1);
+    srv.last.deliver({ type: 'ack', id: srv.last.frames('send')[0].id, seq: 1 });
+    await ok;
+    await assert.rejects(c.send('r', 1n), { code: 'bad_frame' });
+  });
+
   test('members, history, broadcast, ping resolve with their payloads', async () => {
     const srv = fakeServer({ auto: false });
     const c = client(srv);
@@ -178,21 +191,36 @@ describe('connection', () => {
     const srv = fakeServer();
     const c = client(srv, { reconnect: { base: 40, cap: 160 } });
     await c.ready();
+    // Record the delays the client schedules its reconnect attempts with
+    // (timers may fire late on a busy machine, never early: the delays
+    // themselves are what to check).
+    const delays = [];
+    const realSetTimeout = globalThis.setTimeout;
+    t.mock.method(globalThis, 'setTimeout', (fn, ms, ...rest) => {
+      if (String(fn).includes('_open()')) delays.push(ms);
+      return realSetTimeout(fn, ms, ...rest);
+    });
+    let random = 0.999;
+    t.mock.method(Math, 'random', () => random);
     srv.refuse = true;
-    t.mock.method(Math, 'random', () => 0.999);
-    const start = srv.opens.length;
     srv.last.drop();
-    await waitFor(() => srv.opens.length >= start + 5, { timeout: 3000 });
-    const gaps = srv.opens.slice(start).map((t1, i, a) => (i ? t1 - a[i - 1] : null)).slice(1);
-    // Delays before attempts 1..4: min(cap, base·2ⁿ)·0.999 = 40, 80, 160, 160 (jitter at its top).
-    const want = [80, 160, 160, 160];
-    gaps.forEach((g, i) => assert.ok(g >= want[i] - 15 && g <= want[i] + 120, `gap ${i} = ${g} ms, want ≈ ${want[i]}`));
-    // With random() = 0 every retry is immediate: full jitter starts at 0.
-    t.mock.method(Math, 'random', () => 0);
-    const before = srv.opens.length;
-    await waitFor(() => srv.opens.length >= before + 3, { timeout: 500 });
+    await waitFor(() => delays.length >= 5, { timeout: 5000 });
+    // Attempt n waits random()·min(cap, base·2ⁿ): 40, 80, 160, 160, 160 at the top of the jitter.
+    assert.deepEqual(delays.slice(0, 5).map((d) => Math.round(d / 0.999)), [40, 80, 160, 160, 160]);
+    // Full jitter: the whole range down to 0 is used.
+    random = 0;
+    const n = delays.length;
+    await waitFor(() => delays.length >= n + 2, { timeout: 2000 });
+    assert.deepEqual(delays.slice(n, n + 2), [0, 0]);
+    // A successful connection starts the sequence over.
+    random = 0.999;
     srv.refuse = false;
     await waitFor(() => c.state === State.OPEN, { timeout: 2000 });
+    delays.length = 0;
+    srv.refuse = true;
+    srv.last.drop();
+    await waitFor(() => delays.length >= 1, { timeout: 2000 });
+    assert.equal(Math.round(delays[0] / 0.999), 40);
   });
 
   test('bye shutdown reconnects at once, whatever the backoff', async () => {
@@ -204,8 +232,8 @@ describe('connection', () => {
     const t0 = Date.now();
     srv.last.deliver({ type: 'bye', code: 'shutdown', message: 'restarting' });
     srv.last.drop(1001);
-    await waitFor(() => c.state === State.OPEN && srv.conns.length === 2, { timeout: 1000 });
-    assert.ok(Date.now() - t0 < 500);
+    await waitFor(() => c.state === State.OPEN && srv.conns.length === 2, { timeout: 3000 });
+    assert.ok(Date.now() - t0 < 3000, 'not the 60 s backoff');
     assert.deepEqual(byes, ['shutdown']);
   });
 
@@ -225,10 +253,10 @@ describe('connection', () => {
     const c = client(srv, { pongTimeout: 150 });
     await c.ready();
     const first = srv.last;
-    await waitFor(() => first.frames('ping').length >= 1, { timeout: 1500 });
+    await waitFor(() => first.frames('ping').length >= 1, { timeout: 5000 });
     assert.deepEqual(first.frames('ping')[0], { type: 'ping' });
     // No pong: within pongTimeout the connection is given up and a new one made.
-    await waitFor(() => srv.conns.length === 2 && c.state === State.OPEN, { timeout: 1500 });
+    await waitFor(() => srv.conns.length === 2 && c.state === State.OPEN, { timeout: 5000 });
     assert.equal(first.closedBy, 'client');
   });
 
@@ -236,8 +264,7 @@ describe('connection', () => {
     const srv = fakeServer({ auto: true, heartbeat: 1 });
     const c = client(srv, { heartbeat: 0.1, pongTimeout: 80 });
     await c.ready();
-    await tick(450);
-    assert.ok(srv.last.frames('ping').length >= 3);
+    await waitFor(() => srv.last.frames('ping').length >= 4, { timeout: 5000, what: '4 pings' });
     assert.equal(srv.conns.length, 1);
     assert.equal(c.state, State.OPEN);
   });
@@ -422,6 +449,16 @@ describe('rooms', () => {
     c.off('presence', fn);
     srv.last.deliver({ type: 'presence', room: 'r', user: 'bob', event: 'leave' });
     assert.deepEqual(seen, ['bob:join', 'b:1']);
+  });
+});
+
+describe('module', () => {
+  test('natter.js is one ES module without dependencies', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const src = await readFile(new URL('../static/natter.js', import.meta.url), 'utf8');
+    assert.doesNotMatch(src, /^\s*import\s/m, 'no static import');
+    assert.doesNotMatch(src, /\bimport\(|\brequire\(/, 'no dynamic import or require');
+    assert.deepEqual(Object.values(State), ['connecting', 'open', 'reconnecting', 'closed']);
   });
 });
 

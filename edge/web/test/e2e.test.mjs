@@ -1,0 +1,223 @@
+// End to end in a real browser: headless Chromium (playwright-core, the
+// system's /usr/bin/chromium) opens the demo page twice against a real edge.
+// Two users pick names, join a room and chat; one reloads and must see the
+// history and the right presence; a dm goes across. A screenshot is written
+// to /tmp/natter-demo.png (NATTER_SCREENSHOT overrides).
+//
+// The page comes from the edge itself when it serves /natter.js (web.Handler
+// mounted); otherwise from a small static server here, pointed at the edge
+// with ?ws=. Without Chromium (or playwright-core) the test is skipped:
+// run edge/web/test/setup.sh.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { Edge, staticDir, unique } from './helpers.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOT = process.env.NATTER_SCREENSHOT || '/tmp/natter-demo.png';
+
+let chromium = null;
+let skip = false;
+if (!existsSync(CHROMIUM)) {
+  skip = `no Chromium at ${CHROMIUM}: run edge/web/test/setup.sh (apt-get install -y chromium) or set CHROMIUM_PATH`;
+} else {
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch {
+    skip = 'playwright-core is not installed: run npm ci in edge/web (or edge/web/test/setup.sh)';
+  }
+}
+if (skip) {
+  console.log(`# e2e skipped: ${skip}`);
+  test('demo page in Chromium', { skip }, () => {});
+}
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+/** Serves edge/web/static the way web.Handler does. */
+function staticServer() {
+  return new Promise((resolve) => {
+    const srv = http.createServer(async (req, res) => {
+      const url = new URL(req.url, 'http://x');
+      const name = url.pathname === '/' ? 'index.html' : url.pathname.slice(1);
+      if (name.includes('/') || name.includes('..')) {
+        res.writeHead(404).end();
+        return;
+      }
+      try {
+        const body = await readFile(path.join(staticDir, name));
+        res.writeHead(200, {
+          'Content-Type': TYPES[path.extname(name)] || 'application/octet-stream',
+          'Cache-Control': 'no-cache',
+          'Content-Security-Policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'",
+        });
+        res.end(body);
+      } catch {
+        res.writeHead(404).end();
+      }
+    });
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+// Without a browser the skipped test above stands for this suite.
+const suite = skip ? () => {} : describe;
+
+suite('demo page in Chromium', () => {
+  const edge = new Edge();
+  let server = null;
+  let browser = null;
+  let pageURL = '';
+  const problems = [];
+
+  before(async () => {
+    await edge.start();
+    const probe = await fetch(`${edge.httpURL}/natter.js`).catch(() => null);
+    if (probe && probe.ok && (probe.headers.get('content-type') || '').includes('javascript')) {
+      pageURL = `${edge.httpURL}/`;
+    } else {
+      server = await staticServer();
+      pageURL = `http://127.0.0.1:${server.address().port}/?ws=${encodeURIComponent(edge.wsURL)}`;
+    }
+    // launch() runs Chromium with a fresh temporary profile (user-data-dir)
+    // of its own, removed on close.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  }, { timeout: 300_000 });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await new Promise((r) => server.close(r));
+    await edge.dispose();
+  });
+
+  async function openPage(name) {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 720 } });
+    const page = await context.newPage();
+    page.on('pageerror', (err) => problems.push(`${name}: page error: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(`${name}: console: ${msg.text()}`);
+    });
+    await page.goto(pageURL);
+    await page.fill('#name', name);
+    await page.click('#login-form button[type=submit]');
+    await page.waitForSelector('#state[data-state="open"]', { timeout: 15_000 });
+    return page;
+  }
+
+  // Joins a room and waits until the page lists its own user as a member:
+  // the join was acknowledged and the members answered.
+  async function joinRoom(page, room, me) {
+    await page.fill('#room-input', room);
+    await page.press('#room-input', 'Enter');
+    await page.waitForSelector(`#rooms li.active button[data-name="${room}"]`);
+    await page.waitForSelector(`#members button[data-user="${me}"]`, { timeout: 10_000 });
+  }
+
+  async function say(page, text) {
+    await page.fill('#text', text);
+    await page.press('#text', 'Enter');
+  }
+
+  const bodies = (page) => page.$$eval('#messages li.msg:not(.pending) .body', (els) => els.map((e) => e.textContent));
+  const members = (page) => page.$$eval('#members button[data-user]', (els) => els.map((e) => e.dataset.user));
+
+  async function waitBodies(page, want, what) {
+    try {
+      await page.waitForFunction(
+        (w) => JSON.stringify([...document.querySelectorAll('#messages li.msg:not(.pending) .body')].map((e) => e.textContent)) === JSON.stringify(w),
+        want, { timeout: 10_000 });
+    } catch {
+      assert.deepEqual(await bodies(page), want, what);
+    }
+  }
+
+  async function waitMembers(page, want, what) {
+    try {
+      await page.waitForFunction(
+        (w) => JSON.stringify([...document.querySelectorAll('#members button[data-user]')].map((e) => e.dataset.user)) === JSON.stringify(w),
+        want, { timeout: 10_000 });
+    } catch {
+      assert.deepEqual(await members(page), want, what);
+    }
+  }
+
+  test('two users chat; after a reload the history and presence are right', async () => {
+    const room = unique('demo');
+    const alice = await openPage('alice');
+    const bob = await openPage('bob');
+    await joinRoom(alice, room, 'alice');
+    await joinRoom(bob, room, 'bob');
+    await waitMembers(alice, ['alice', 'bob'], 'alice sees both online');
+    await waitMembers(bob, ['alice', 'bob'], 'bob sees both online');
+
+    await say(alice, 'Hi Bob! Welcome to natter.');
+    await waitBodies(bob, ['Hi Bob! Welcome to natter.'], 'bob gets alice\'s message');
+    await say(bob, 'Hey Alice, this is fast.');
+    await say(bob, 'Messages come with sender and time.');
+    const convo = ['Hi Bob! Welcome to natter.', 'Hey Alice, this is fast.', 'Messages come with sender and time.'];
+    await waitBodies(alice, convo, 'alice sees the conversation');
+    const senders = await alice.$$eval('#messages li.msg', (els) => els.map((e) => e.querySelector('.from').textContent));
+    assert.deepEqual(senders, ['alice', 'bob', 'bob']);
+    const times = await alice.$$eval('#messages li.msg time', (els) => els.map((e) => e.textContent));
+    assert.ok(times.every((t) => /\d{1,2}:\d{2}/.test(t)), `times: ${times}`);
+
+    // Bob reloads: same name (sessionStorage), same rooms, the history back.
+    await bob.reload();
+    await bob.waitForSelector('#state[data-state="open"]', { timeout: 15_000 });
+    assert.equal(await bob.textContent('#me-name'), 'bob');
+    await bob.click(`#rooms button[data-name="${room}"]`);
+    await waitBodies(bob, convo, 'bob sees the history after his reload');
+    await waitMembers(bob, ['alice', 'bob'], 'bob sees both online after his reload');
+    await waitMembers(alice, ['alice', 'bob'], 'alice still sees bob online after his reload');
+    await bob.screenshot({ path: SCREENSHOT.replace(/\.png$/, '') + '-reloaded.png' });
+
+    // Live messages still flow both ways after the reload.
+    await say(alice, 'Still here?');
+    await waitBodies(bob, [...convo, 'Still here?'], 'bob gets a live message after the reload');
+    await say(bob, 'Yes, reloaded and caught up.');
+    await waitBodies(alice, [...convo, 'Still here?', 'Yes, reloaded and caught up.'], 'alice gets bob\'s answer');
+
+    // A dm from bob to alice.
+    await bob.fill('#dm-user', 'alice');
+    await bob.press('#dm-user', 'Enter');
+    await say(bob, 'psst, a direct message');
+    await alice.waitForSelector('#dms button[data-name="bob"] .badge', { timeout: 10_000 });
+    await alice.click('#dms button[data-name="bob"]');
+    await waitBodies(alice, ['psst, a direct message'], 'alice reads the dm');
+    await bob.waitForFunction(() => document.querySelectorAll('#messages li.msg.pending').length === 0);
+
+    // Back to the room on alice's side for the screenshot.
+    await alice.click(`#rooms button[data-name="${room}"]`);
+    await alice.waitForSelector('#messages li.msg');
+    await alice.screenshot({ path: SCREENSHOT });
+    console.log(`# screenshot: ${SCREENSHOT}`);
+
+    // Bob leaves the room: alice sees him go.
+    await bob.click(`#rooms button[data-name="${room}"]`);
+    await bob.click('#leave');
+    await waitMembers(alice, ['alice'], 'alice sees bob leave');
+
+    assert.deepEqual(problems, [], 'no page errors or console errors');
+  });
+
+  test('the state indicator follows the connection', async () => {
+    const page = await openPage(unique('watcher'));
+    assert.equal(await page.textContent('#state-label'), 'online');
+    await edge.stop('SIGKILL');
+    await page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
+    await edge.start();
+    await page.waitForSelector('#state[data-state="open"]', { timeout: 20_000 });
+    // Connection errors while the edge was down are expected; nothing else.
+    const unexpected = problems.filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p));
+    assert.deepEqual(unexpected, []);
+  });
+});
