@@ -13,4 +13,5 @@ func (c *StoreConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.InboxMaxBytes, "inbox-max-bytes", DefaultInboxMaxBytes, "size bound of all undelivered direct messages")
 	fs.DurationVar(&c.DedupWindow, "dedup-window", DefaultDedupWindow, "how long a client command id is remembered for idempotent send/dm")
 	fs.IntVar(&c.Replicas, "replicas", 1, "JetStream replicas of the streams (3 in a cluster)")
+	fs.BoolVar(&c.NoOfflineDMs, "no-offline-dms", false, "refuse dms to offline users (error offline) instead of storing them")
 }

@@ -24,6 +24,9 @@ const (
 	HeaderOp = "Natter-Op"
 	// HeaderRoom names the room of OpSubscribe and OpUnsubscribe.
 	HeaderRoom = "Natter-Room"
+	// HeaderProbe on a request to a user subject asks edges holding a
+	// connection of that user to answer, without delivering anything.
+	HeaderProbe = "Natter-Probe"
 )
 
 // Control operations a handler can ask of an edge for one connection.

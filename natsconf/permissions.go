@@ -35,7 +35,7 @@ func (s Subjects) HandlersPermissions() *server.Permissions {
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			p + ".conn.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>",
-			"$JS.API.>", "$SRV.>", "_INBOX.>",
+			"$JS.API.>", "$KV.>", "$SRV.>", "_INBOX.>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			p + ".cmd.*", p + ".evt.*", "$SRV.>", "_INBOX.>",

@@ -30,6 +30,9 @@ type StoreConfig struct {
 	// Replicas is the JetStream replication factor (default 1; 3 in a
 	// cluster).
 	Replicas int
+	// NoOfflineDMs refuses a dm to a user with no live connection with the
+	// error "offline" instead of storing it.
+	NoOfflineDMs bool
 }
 
 // Defaults of StoreConfig.

@@ -41,6 +41,7 @@ type Gateway struct {
 	perUser  connCounter
 	perIP    connCounter
 
+	lifeMu  sync.Mutex // orders registering connections with Shutdown
 	closing atomic.Bool
 	done    chan struct{}
 	loops   sync.WaitGroup // read loops, one per connection
@@ -167,18 +168,42 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 	c.release = release
 	ws.Session().(*session).c = c
 	c.touch()
-	// welcome is queued before the client can receive anything else.
+	// welcome is the first frame; the outbox holds it, and anything
+	// delivered meanwhile, until the subscriptions are in place.
+	c.out.pause()
 	c.send(protocol.Encode(protocol.Welcome{Type: protocol.FrameWelcome, Conn: id, User: c.user, Heartbeat: g.cfg.heartbeat()}))
-	if err := g.hub.add(c); err != nil {
+
+	// Under lifeMu a connection is either registered before Shutdown looks
+	// (and gets its bye) or sees the gateway closing.
+	g.lifeMu.Lock()
+	closing := g.closing.Load()
+	var err error
+	if !closing {
+		g.loops.Add(1)
+		err = g.hub.add(c)
+	}
+	g.lifeMu.Unlock()
+	switch {
+	case closing:
+		c.out.resume()
+		c.bye(protocol.ByeShutdown, "server shutting down, reconnect")
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); ws.ReadLoop() }()
+		return
+	case err != nil:
 		g.cfg.Logger.Error("register connection", "err", err)
 		c.send(protocol.EncodeError("", protocol.Errorf(protocol.CodeUnavailable, "messaging unavailable")))
 		c.bye(protocol.ByeShutdown, "messaging unavailable, reconnect")
-	} else {
-		// Published after the subscriptions: the inbox handler delivers
-		// stored dms, and they find the user's subject listened to.
+	default:
+		// Once the server has the subscriptions, what is published to the
+		// connection or its user reaches it: only then does the client
+		// learn it is connected, and the inbox handler deliver stored dms.
+		if err := g.nc.FlushTimeout(g.cfg.RequestTimeout); err != nil {
+			g.cfg.Logger.Warn("flush subscriptions", "conn", id, "err", err)
+		}
 		g.event(g.cfg.Subjects.EventConnect(), c, nil)
 	}
-	g.loops.Add(1)
+	c.out.resume()
 	go func() {
 		defer g.loops.Done()
 		ws.ReadLoop()
@@ -201,9 +226,12 @@ func (g *Gateway) closed(c *client) {
 	g.event(g.cfg.Subjects.EventDisconnect(), c, natsconf.DisconnectEvent{Rooms: rooms}.Encode())
 }
 
-// readDeadline is how long a read may wait: the idle timeout plus the
-// reaper's period, so the reaper (which says bye) normally acts first.
-func (g *Gateway) readDeadline() time.Duration { return g.cfg.IdleTimeout + g.reapPeriod() }
+// readDeadline is how long a read may wait: the idle timeout plus two
+// reaper periods and a second, so the reaper (which says bye "idle") acts
+// first; the deadline only catches a connection the reaper could not close.
+func (g *Gateway) readDeadline() time.Duration {
+	return g.cfg.IdleTimeout + 2*g.reapPeriod() + time.Second
+}
 
 func (g *Gateway) reapPeriod() time.Duration {
 	return min(max(g.cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
@@ -233,7 +261,10 @@ func (g *Gateway) reapIdle() {
 // gateway has ended, or ctx is done (it then returns ctx.Err()). The NATS
 // connection is left to the caller to drain.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	if !g.closing.CompareAndSwap(false, true) {
+	g.lifeMu.Lock()
+	already := g.closing.Swap(true)
+	g.lifeMu.Unlock()
+	if already {
 		return errors.New("gateway: already shut down")
 	}
 	for _, c := range g.hub.all() {

@@ -125,8 +125,10 @@ func (h *hub) route(m *nats.Msg) {
 		if f == nil {
 			return
 		}
-		for c := range f.members {
-			c.send(m.Data)
+		if m.Header.Get(natsconf.HeaderProbe) == "" {
+			for c := range f.members {
+				c.send(m.Data)
+			}
 		}
 		if m.Reply != "" {
 			// Tell the inbox handler the dm reached a live connection.

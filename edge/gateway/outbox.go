@@ -22,6 +22,7 @@ type outbox struct {
 	queued  int
 	writing bool
 	closed  bool
+	paused  bool          // frames are queued but not written until resume
 	sealed  bool          // no more frames; those queued are still written
 	idle    chan struct{} // closed when a sealed outbox has written all
 }
@@ -46,14 +47,38 @@ func (o *outbox) push(frame []byte) bool {
 	}
 	o.frames = append(o.frames, frame)
 	o.queued += len(frame)
-	start := !o.writing
-	o.writing = true
+	start := !o.writing && !o.paused
+	if start {
+		o.writing = true
+	}
 	o.mu.Unlock()
 	if start {
 		o.wg.Add(1)
 		go o.run()
 	}
 	return true
+}
+
+// pause holds queued frames back until resume.
+func (o *outbox) pause() {
+	o.mu.Lock()
+	o.paused = true
+	o.mu.Unlock()
+}
+
+// resume starts writing what was queued while paused.
+func (o *outbox) resume() {
+	o.mu.Lock()
+	o.paused = false
+	start := !o.writing && len(o.frames) > 0 && !o.closed
+	if start {
+		o.writing = true
+	}
+	o.mu.Unlock()
+	if start {
+		o.wg.Add(1)
+		go o.run()
+	}
 }
 
 // run writes batches until the queue is empty or a write fails.
@@ -121,7 +146,7 @@ func (o *outbox) seal() <-chan struct{} {
 	defer o.mu.Unlock()
 	o.sealed = true
 	idle := make(chan struct{})
-	if !o.writing {
+	if !o.writing && len(o.frames) == 0 {
 		close(idle)
 		return idle
 	}

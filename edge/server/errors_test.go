@@ -319,8 +319,8 @@ func TestIdleTimeout(t *testing.T) {
 	if hb, _ := active.welcome.Int("heartbeat"); hb != 1 {
 		t.Errorf("welcome heartbeat = %d with a 1s idle timeout, want 1", hb)
 	}
-	// active pings (WebSocket pings, as a browser would not, and as apps
-	// do) more often than the idle timeout; idle says nothing.
+	// active sends WebSocket pings more often than the idle timeout; idle
+	// says nothing.
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()

@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -101,12 +102,16 @@ func ptSign(t testing.TB, method jwt.SigningMethod, key any, claims jwt.MapClaim
 // d.
 func ptEventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			t.Fatalf("after %v: %s", d, what)
+		case <-poll.C:
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
 
@@ -504,12 +509,15 @@ func TestProtectOrigin(t *testing.T) {
 func TestProtectRateLimit(t *testing.T) {
 	srv := ptEdge(t, server.Config{Gateway: gateway.Config{Rate: 10, Burst: 10}})
 
-	// 10 quick pings pass, the 11th is refused.
+	// 10 quick pings pass, the 11th is refused. They go in one TCP write,
+	// so that no token comes back (one per 100ms) while they are read.
 	c, _ := ptDial(t, srv, "/ws?user=alice", nil)
+	var pings bytes.Buffer
 	for i := range 11 {
-		if err := c.Send(map[string]any{"type": "ping", "id": fmt.Sprint("p", i)}); err != nil {
-			t.Fatal(err)
-		}
+		_ = ptWriteFrame(&pings, 0x1, fmt.Appendf(nil, `{"type":"ping","id":"p%d"}`, i), false)
+	}
+	if _, err := c.Conn().NetConn().Write(pings.Bytes()); err != nil {
+		t.Fatal(err)
 	}
 	for i := range 11 {
 		f := c.Next(t)
@@ -824,25 +832,44 @@ func TestProtectConnCaps(t *testing.T) {
 		return c
 	}
 
+	// A second loopback address (Linux routes all of 127/8 to lo) shows
+	// that the counts are per address.
+	other := ""
+	if ln, err := net.Listen("tcp", "127.0.0.2:0"); err == nil {
+		_ = ln.Close()
+		other = "127.0.0.2"
+	} else {
+		t.Logf("no second loopback address (%v): the other-address cases are skipped", err)
+	}
+	conns := 0
+
 	// Per user: the third connection of alice is refused, from any address.
 	a1 := mustOpen("alice", "127.0.0.1")
 	mustOpen("alice", "127.0.0.1")
 	mustRefuse("alice", "127.0.0.1")
-	mustRefuse("alice", "127.0.0.2")
+	if other != "" {
+		mustRefuse("alice", other)
+	}
 	// Per IP: 127.0.0.1 holds 2; a third user fills it, a fourth is refused.
 	b1 := mustOpen("bob", "127.0.0.1")
 	mustRefuse("carol", "127.0.0.1")
-	mustOpen("carol", "127.0.0.2") // another address has its own count
+	conns = 3
+	if other != "" {
+		mustOpen("carol", other) // another address has its own count
+		conns++
+	}
 
 	// Closing a connection frees its slots.
 	_ = a1.Close()
 	eventuallyOpen("alice", "127.0.0.1")
-	mustRefuse("alice", "127.0.0.2")
+	if other != "" {
+		mustRefuse("alice", other)
+	}
 	mustRefuse("dave", "127.0.0.1")
 	_ = b1.Close()
 	eventuallyOpen("dave", "127.0.0.1")
-	if n := srv.Gateway().Connections(); n != 4 {
-		t.Errorf("connections = %d, want 4", n)
+	if n := srv.Gateway().Connections(); n != conns {
+		t.Errorf("connections = %d, want %d", n, conns)
 	}
 	// A real client is refused in the same way.
 	if got := wstest.DialErr(t, wstest.URL(srv, "/ws?user=erin"), nil); got != http.StatusTooManyRequests {
@@ -1032,7 +1059,8 @@ func TestProtectTLSReload(t *testing.T) {
 	ptWant(t, old, "pong", map[string]any{"type": "ping"})
 	// New clients see the new certificate: trusting only the old one fails,
 	// trusting the new one works.
-	if _, err := tls.Dial("tcp", addr, ptTrust(t, cert1)); err == nil {
+	if conn, err := tls.Dial("tcp", addr, ptTrust(t, cert1)); err == nil {
+		conn.Close()
 		t.Error("a client trusting only the old certificate still connects")
 	}
 	c2 := wstest.DialWith(t, wstest.SecureURL(srv, "/ws?user=bob"), wstest.Options{TLS: ptTrust(t, cert2)})
@@ -1155,5 +1183,107 @@ func TestProtectNATSAuth(t *testing.T) {
 	}
 	if users[natsconf.EdgeUser] == 0 || users[natsconf.HandlersUser] == 0 || len(users) != 2 {
 		t.Errorf("NATS connections by user: %v, want only %q and %q", users, natsconf.EdgeUser, natsconf.HandlersUser)
+	}
+}
+
+// --- Shutdown while an upgrade is in flight.
+
+// ptGateAuth authenticates ?user= and holds the request of user "late"
+// until release is closed.
+type ptGateAuth struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (a ptGateAuth) Authenticate(r *http.Request) (auth.Identity, error) {
+	user := r.URL.Query().Get("user")
+	if user == "late" {
+		close(a.entered)
+		<-a.release
+	}
+	return auth.Identity{User: user}, nil
+}
+
+// TestProtectShutdownDuringUpgrade holds an upgrade request inside the
+// gateway (in its Authenticator, after the "shutting down" check) while
+// Gateway.Shutdown runs, then lets it go on: the edge must refuse it or say
+// bye "shutdown", not serve a connection nothing will ever close.
+func TestProtectShutdownDuringUpgrade(t *testing.T) {
+	ns := wstest.StartNATS(t)
+	nc, err := natsconf.Connect(ns.ClientURL(), "protect-gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a := ptGateAuth{entered: make(chan struct{}), release: make(chan struct{})}
+	gw, err := gateway.New(nc, gateway.Config{
+		Subjects: natsconf.MustSubjects(natsconf.DefaultPrefix),
+		Auth:     a,
+		Logger:   wstest.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: gw, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+
+	type result struct {
+		raw    *ptRaw
+		status int
+		err    error
+	}
+	late := make(chan result, 1)
+	go func() {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			late <- result{err: err}
+			return
+		}
+		raw, status, err := ptUpgradeConn(conn, ln.Addr().String(), "/ws?user=late", nil)
+		if raw == nil {
+			_ = conn.Close()
+		}
+		late <- result{raw, status, err}
+	}()
+	select {
+	case <-a.entered:
+	case <-time.After(5 * time.Second):
+		close(a.release)
+		t.Fatal("the upgrade request did not reach the authenticator")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gw.Shutdown(ctx); err != nil {
+		t.Fatalf("Gateway.Shutdown: %v", err)
+	}
+	close(a.release)
+	var r result
+	select {
+	case r = <-late:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held upgrade got no answer")
+	}
+	if r.err != nil {
+		t.Fatalf("late upgrade: %v", r.err)
+	}
+	if r.raw == nil {
+		t.Logf("late upgrade refused with HTTP %d", r.status)
+		return
+	}
+	defer func() {
+		_ = r.raw.Close()
+		ptEventually(t, 5*time.Second, "the late connection is still registered", func() bool { return gw.Connections() == 0 })
+	}()
+	end := ptReadToEnd(r.raw, 3*time.Second)
+	if end.bye != "shutdown" || !end.closed {
+		t.Errorf("an upgrade that was in flight during Gateway.Shutdown was accepted after Shutdown returned "+
+			"(HTTP %d, gateway connections %d) and then saw %s; want a refusal (503) or bye shutdown and a close",
+			r.status, gw.Connections(), end)
 	}
 }

@@ -76,6 +76,8 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 	certs    *certReloader
+	stopOnce sync.Once
+	stopErr  error
 	ready    atomic.Bool
 	served   chan error
 	done     chan struct{}
@@ -273,8 +275,13 @@ func (s *Server) Done() <-chan error { return s.served }
 
 // Shutdown stops accepting, says bye ("shutdown") to every client, stops the
 // in-process handlers, drains NATS and stops the embedded server. It returns
-// ctx.Err() if ctx ends first.
+// ctx.Err() if ctx ends first. Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.ready.Store(false)
 	close(s.done)
 	s.wg.Wait()

@@ -48,6 +48,7 @@ type handler struct {
 	subj   natsconf.Subjects
 	stream jetstream.Stream
 	reader *natsconf.Reader
+	store  bool // keep dms for offline users (else: error offline)
 }
 
 // Start runs the inbox handler on nc. The stores must exist
@@ -61,6 +62,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 	}
 	h, err := newHandler(ctx, nc, svc.Subjects())
 	if err == nil {
+		h.store = !cfg.Stores.NoOfflineDMs
 		err = svc.Handle(protocol.TypeDM, h.dm)
 	}
 	if err == nil {
@@ -94,6 +96,9 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 	if err := runtime.Body(req.Command); err != nil {
 		return runtime.Response{}, err
 	}
+	if !h.store && !h.online(ctx, to) {
+		return runtime.Response{}, protocol.Errorf(protocol.CodeOffline, to+" is offline")
+	}
 	frame := protocol.Encode(protocol.Message{Type: protocol.FrameDM, From: req.User, To: to, TS: runtime.Now(), Body: req.Command.Body})
 	store, _ := h.subj.InboxStore(to)
 	var opts []jetstream.PublishOpt
@@ -120,6 +125,16 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 		}
 	}
 	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: status}}, nil
+}
+
+// online asks the edges whether user has a live connection, without
+// delivering anything.
+func (h *handler) online(ctx context.Context, user string) bool {
+	subject, _ := h.subj.User(user)
+	ctx, cancel := context.WithTimeout(ctx, liveTimeout)
+	defer cancel()
+	_, err := h.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header{natsconf.HeaderProbe: {"1"}}})
+	return err == nil
 }
 
 // offer delivers frame live to user's connections and reports whether an

@@ -68,6 +68,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config, stores natsco
 	if err != nil {
 		return nil, err
 	}
+	cfg.Stores = stores
 	if err := natsconf.EnsureStores(ctx, js, cfg.Subjects, stores); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,9 @@ type Config struct {
 	MaxConcurrent int
 	// Logger receives errors and recovered panics (default slog.Default()).
 	Logger *slog.Logger
+	// Stores is the storage policy handlers follow (retention is applied by
+	// natsconf.EnsureStores; NoOfflineDMs by the inbox handler).
+	Stores natsconf.StoreConfig
 }
 
 // Defaults of Config.
@@ -120,12 +123,16 @@ type EventFunc func(ctx context.Context, ev *Event) error
 // Service is one running handler: a micro service with its endpoints.
 type Service struct {
 	cfg    Config
+	nc     *nats.Conn
 	svc    micro.Service
 	ctx    context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // commands in flight
 	once   sync.Once
+
+	mu       sync.Mutex
+	stopping bool
 }
 
 // New starts an empty handler service on nc. Add endpoints with Handle and
@@ -144,7 +151,7 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("runtime: %s: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, svc: svc, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxConcurrent)}, nil
+	return &Service{cfg: cfg, nc: nc, svc: svc, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxConcurrent)}, nil
 }
 
 // Subjects returns the subject set the service serves.
@@ -157,8 +164,8 @@ func (s *Service) Handle(cmdType string, fn CommandFunc) error {
 		return err
 	}
 	return s.svc.AddEndpoint(cmdType, micro.HandlerFunc(func(r micro.Request) {
-		s.run(r, func(ctx context.Context) {
-			s.serveCommand(ctx, r, fn)
+		s.run(inboundOf(r), func(ctx context.Context, in inbound) {
+			s.serveCommand(ctx, in, fn)
 		})
 	}), micro.WithEndpointSubject(subject))
 }
@@ -166,32 +173,52 @@ func (s *Service) Handle(cmdType string, fn CommandFunc) error {
 // On serves events published on subject.
 func (s *Service) On(name, subject string, fn EventFunc) error {
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
-		s.run(r, func(ctx context.Context) {
-			err := fn(ctx, &Event{Identity: identity(r.Headers()), Data: r.Data()})
+		s.run(inboundOf(r), func(ctx context.Context, in inbound) {
+			err := fn(ctx, &Event{Identity: identity(in.header), Data: in.data})
 			if err != nil {
 				s.cfg.Logger.Warn("event failed", "handler", s.cfg.Name, "event", name, "err", err)
-			}
-			if r.Reply() == "" {
+				s.reply(in, nil, errorHeader("500", err.Error()))
 				return
 			}
-			if err != nil {
-				_ = r.Error("500", err.Error(), nil)
-				return
-			}
-			_ = r.Respond(nil)
+			s.reply(in, nil, nil)
 		})
 	}), micro.WithEndpointSubject(subject))
 }
 
+// inbound is what the runtime keeps of a request: micro's Request is only
+// used inside micro's callback (micro reads it again when the callback
+// returns), and the work runs after that, on its own goroutine.
+type inbound struct {
+	subject, replyTo string
+	data             []byte
+	header           micro.Headers
+}
+
+func inboundOf(r micro.Request) inbound {
+	return inbound{subject: r.Subject(), replyTo: r.Reply(), data: r.Data(), header: r.Headers()}
+}
+
 // run executes work in its own goroutine, bounded by MaxConcurrent, with the
-// command deadline, and turns a panic into an "internal" reply.
-func (s *Service) run(r micro.Request, work func(ctx context.Context)) {
+// command deadline, and turns a panic into an "internal" reply. After Stop
+// began, requests are answered "unavailable" at once.
+func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
+	acquired := false
 	select {
 	case s.sem <- struct{}{}:
+		acquired = true
 	case <-s.ctx.Done():
+	}
+	s.mu.Lock()
+	if s.stopping || !acquired {
+		s.mu.Unlock()
+		if acquired {
+			<-s.sem
+		}
+		s.replyError(in, "", protocol.Errorf(protocol.CodeUnavailable, "handler stopping"))
 		return
 	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.sem }()
@@ -199,29 +226,27 @@ func (s *Service) run(r micro.Request, work func(ctx context.Context)) {
 		defer cancel()
 		defer func() {
 			if p := recover(); p != nil {
-				s.cfg.Logger.Error("handler panic", "handler", s.cfg.Name, "subject", r.Subject(), "panic", p, "stack", string(debug.Stack()))
-				if r.Reply() != "" {
-					id := ""
-					if c, err := protocol.DecodeCommand(r.Data()); err == nil {
-						id = c.ID
-					}
-					_ = r.Error(string(protocol.CodeInternal), "handler failed", protocol.EncodeError(id, nil))
+				s.cfg.Logger.Error("handler panic", "handler", s.cfg.Name, "subject", in.subject, "panic", p, "stack", string(debug.Stack()))
+				id := ""
+				if c, err := protocol.DecodeCommand(in.data); err == nil {
+					id = c.ID
 				}
+				s.replyError(in, id, protocol.Errorf(protocol.CodeInternal, "handler failed"))
 			}
 		}()
-		work(ctx)
+		work(ctx, in)
 	}()
 }
 
-func (s *Service) serveCommand(ctx context.Context, r micro.Request, fn CommandFunc) {
-	cmd, err := protocol.DecodeCommand(r.Data())
+func (s *Service) serveCommand(ctx context.Context, in inbound, fn CommandFunc) {
+	cmd, err := protocol.DecodeCommand(in.data)
 	if err != nil {
-		s.replyError(r, cmd.ID, err)
+		s.replyError(in, cmd.ID, err)
 		return
 	}
-	req := &Request{Identity: identity(r.Headers()), Command: cmd}
+	req := &Request{Identity: identity(in.header), Command: cmd}
 	if !natsconf.ValidName(req.User) || !natsconf.ValidName(req.Conn) {
-		s.replyError(r, cmd.ID, protocol.Errorf(protocol.CodeInternal, "command without identity"))
+		s.replyError(in, cmd.ID, protocol.Errorf(protocol.CodeInternal, "command without identity"))
 		return
 	}
 	resp, err := fn(ctx, req)
@@ -233,28 +258,37 @@ func (s *Service) serveCommand(ctx context.Context, r micro.Request, fn CommandF
 				err = protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
 			}
 		}
-		s.replyError(r, cmd.ID, err)
+		s.replyError(in, cmd.ID, err)
 		return
 	}
-	var opts []micro.RespondOpt
+	var hdr nats.Header
 	if resp.Op != nil {
-		opts = append(opts, micro.WithHeaders(micro.Headers{
-			natsconf.HeaderOp:   {resp.Op.Name},
-			natsconf.HeaderRoom: {resp.Op.Room},
-		}))
+		hdr = nats.Header{natsconf.HeaderOp: {resp.Op.Name}, natsconf.HeaderRoom: {resp.Op.Room}}
 	}
-	if err := r.Respond(protocol.Encode(resp.Frame), opts...); err != nil {
-		s.cfg.Logger.Warn("reply failed", "handler", s.cfg.Name, "err", err)
-	}
+	s.reply(in, protocol.Encode(resp.Frame), hdr)
 }
 
-func (s *Service) replyError(r micro.Request, id string, err error) {
+// replyError answers with the protocol's error frame, and micro's service
+// error headers so NATS tools see the failure.
+func (s *Service) replyError(in inbound, id string, err error) {
 	var pe *protocol.Error
 	if !errors.As(err, &pe) {
 		pe = protocol.Errorf(protocol.CodeInternal, "internal error")
 	}
-	if e := r.Error(string(pe.Code), pe.Message, protocol.EncodeError(id, pe)); e != nil {
-		s.cfg.Logger.Warn("error reply failed", "handler", s.cfg.Name, "err", e)
+	s.reply(in, protocol.EncodeError(id, pe), errorHeader(string(pe.Code), pe.Message))
+}
+
+func errorHeader(code, description string) nats.Header {
+	return nats.Header{micro.ErrorCodeHeader: {code}, micro.ErrorHeader: {description}}
+}
+
+// reply publishes the answer to a request (nothing for a plain publish).
+func (s *Service) reply(in inbound, data []byte, hdr nats.Header) {
+	if in.replyTo == "" {
+		return
+	}
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: in.replyTo, Header: hdr, Data: data}); err != nil {
+		s.cfg.Logger.Warn("reply failed", "handler", s.cfg.Name, "err", err)
 	}
 }
 
@@ -282,6 +316,9 @@ func (s *Service) Stop() error {
 	var err error
 	s.once.Do(func() {
 		err = s.svc.Stop()
+		s.mu.Lock()
+		s.stopping = true // no new work from here: the wait below ends
+		s.mu.Unlock()
 		s.wg.Wait()
 		s.cancel()
 	})

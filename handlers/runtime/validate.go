@@ -44,14 +44,16 @@ func Body(cmd protocol.Command) error {
 	return nil
 }
 
-// MsgID is the JetStream dedup id of a command: the user and the client's
-// id, so a retry of the same command is stored once. Commands without an id
-// are not deduplicated.
+// MsgID is the JetStream dedup id of a command: the user, where it goes
+// (the room of a send, the target of a dm) and the client's id, so a retry
+// of the same command is stored once while the same id reused for another
+// room or user is another message. Commands without an id are not
+// deduplicated.
 func MsgID(req *Request) string {
 	if req.Command.ID == "" {
 		return ""
 	}
-	return req.User + "\x1f" + req.Command.ID
+	return req.User + "\x1f" + req.Command.Room + "\x1f" + req.Command.To + "\x1f" + req.Command.ID
 }
 
 // Now is the server timestamp of a message, in unix milliseconds.
