@@ -18,9 +18,12 @@ type batchConn struct {
 
 	closing atomic.Bool // set once the connection is being closed
 
-	mu       sync.Mutex
-	batching bool
-	buf      []byte
+	mu        sync.Mutex
+	batching  bool
+	buf       []byte
+	lingering bool
+	linger    *time.Timer
+	closeOnce sync.Once
 }
 
 // maxRetainedBatch is the largest batch buffer kept for reuse between
@@ -121,12 +124,45 @@ func appendTextHeader(buf []byte, n int) []byte {
 	}
 }
 
-// Close sends what a batch holds, then closes the connection.
+// lingerTimeout bounds how long a closed connection waits for the client
+// to read the last frames and close its side.
+const lingerTimeout = 2 * time.Second
+
+// Close sends what a batch holds, then closes gracefully: the first call
+// only shuts down the write side, so a client still sending (say, a flood
+// that earned it a bye) reads the bye and the close frame instead of getting
+// a reset that discards them. The socket is closed by closeNow (when the
+// read loop ends), by a second Close, or after lingerTimeout.
 func (b *batchConn) Close() error {
 	b.mu.Lock()
 	b.batching = false
 	_ = b.flushLocked()
 	b.buf = nil
+	first := !b.lingering
+	b.lingering = true
 	b.mu.Unlock()
-	return b.Conn.Close()
+	cw, ok := b.Conn.(interface{ CloseWrite() error })
+	if !first || !ok {
+		return b.closeNow()
+	}
+	if err := cw.CloseWrite(); err != nil {
+		return b.closeNow()
+	}
+	_ = b.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	b.mu.Lock()
+	b.linger = time.AfterFunc(lingerTimeout, func() { _ = b.closeNow() })
+	b.mu.Unlock()
+	return nil
+}
+
+// closeNow closes the socket (once).
+func (b *batchConn) closeNow() error {
+	b.mu.Lock()
+	if b.linger != nil {
+		b.linger.Stop()
+	}
+	b.mu.Unlock()
+	var err error
+	b.closeOnce.Do(func() { err = b.Conn.Close() })
+	return err
 }

@@ -163,10 +163,10 @@ func closeCode(code protocol.ByeCode) uint16 {
 // onMessage handles one client frame on the read goroutine.
 func (c *client) onMessage(msg *gws.Message) {
 	defer msg.Close()
-	c.touch()
 	if c.closing.Load() {
-		return
+		return // lingering after a bye: read and drop
 	}
+	c.touch()
 	if msg.Opcode != gws.OpcodeText {
 		c.badFrame("", protocol.Errorf(protocol.CodeBadFrame, "binary frames are not accepted; send JSON text"))
 		return
@@ -329,8 +329,12 @@ func requestError(cmdType string, err error) *protocol.Error {
 	}
 }
 
-// touch records activity and moves the read deadline.
+// touch records activity and moves the read deadline (not once closing: the
+// linger deadline stands).
 func (c *client) touch() {
+	if c.closing.Load() {
+		return
+	}
 	now := time.Now()
 	c.lastSeen.Store(now.UnixNano())
 	_ = c.ws.SetReadDeadline(now.Add(c.g.readDeadline()))

@@ -21,7 +21,9 @@ type Config struct {
 	AllowedOrigins []string
 	// MaxFrame is the largest client message accepted, in bytes, after
 	// decompression (default 64 KiB). Larger ones get "too_large" up to
-	// 16 × MaxFrame; past that the connection is closed (1009).
+	// 16 × MaxFrame; past that the connection is closed (1009; 1011 when
+	// the frame was compressed: gws reports a decompression over the limit
+	// as an internal error).
 	MaxFrame int
 	// IdleTimeout closes a connection silent for this long (default 60s).
 	IdleTimeout time.Duration

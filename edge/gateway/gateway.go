@@ -12,6 +12,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -142,7 +143,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout}
-	ws, err := g.upgrader.UpgradeFromConn(raw, brw.Reader, r)
+	// net/http's reader is 4 KiB; an idle connection keeps a smaller one
+	// unless the client already sent bytes past the upgrade request.
+	br := brw.Reader
+	if br.Buffered() == 0 {
+		br = bufio.NewReaderSize(netConn, g.cfg.ReadBufferSize)
+	}
+	ws, err := g.upgrader.UpgradeFromConn(raw, br, r)
 	if err != nil {
 		release()
 		return // gws answered 400 and closed
@@ -221,6 +228,7 @@ func (g *Gateway) event(subject string, c *client, data []byte) {
 func (g *Gateway) closed(c *client) {
 	c.closing.Store(true)
 	c.out.close()
+	_ = c.raw.closeNow()
 	c.release()
 	rooms := g.hub.remove(c)
 	g.event(g.cfg.Subjects.EventDisconnect(), c, natsconf.DisconnectEvent{Rooms: rooms}.Encode())

@@ -3,7 +3,9 @@ package server_test
 // Tests of the edge's protections, each against real servers on loopback:
 // JWT identity on the upgrade, Origin, per-connection rate limit, slow
 // consumers, connection caps, compression bombs, stalled handshakes, TLS
-// certificate reload, and NATS users with restricted permissions.
+// certificate reload, NATS users with restricted permissions, and an
+// upgrade in flight during Shutdown. The NATS permission sets themselves
+// are tested in natsconf/permissions_test.go.
 //
 // Every helper and test here is named pt…/TestProtect… so that this file
 // stays clear of the names of the other test files of the package.
@@ -592,6 +594,48 @@ func TestProtectRateLimit(t *testing.T) {
 	ptWant(t, good, "pong", map[string]any{"type": "ping"})
 }
 
+// TestProtectRateLimitByeWhileSending floods with a gws client (wstest),
+// which keeps writing until a write fails, as a misbehaving app would: it
+// too must get its bye rate_limited and the close frame 1008, not a
+// reset connection (close 1006) with nothing.
+func TestProtectRateLimitByeWhileSending(t *testing.T) {
+	srv := ptEdge(t, server.Config{Gateway: gateway.Config{Rate: 10, Burst: 10}})
+	abuser, _ := ptDial(t, srv, "/ws?user=abuser", nil)
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flooded <- n }()
+		for ; n < 100_000; n++ {
+			select {
+			case <-abuser.Done():
+				return
+			default:
+			}
+			if abuser.Send(map[string]any{"type": "ping", "id": fmt.Sprint("f", n)}) != nil {
+				return
+			}
+		}
+	}()
+	code := abuser.Closed(t)
+	sent := <-flooded
+	var seen []string
+	bye := ""
+	for {
+		f, ok := abuser.TryNext(time.Second) // closed: returns at once
+		if !ok {
+			break
+		}
+		seen = append(seen, f.Type())
+		if f.Type() == "bye" {
+			bye = f.Str("code")
+		}
+	}
+	if bye != "rate_limited" || code != 1008 {
+		t.Errorf("a gws client that kept sending (%d pings written) saw %d frames %q, bye %q, close code %d; want bye rate_limited and close 1008",
+			sent, len(seen), seen[max(0, len(seen)-3):], bye, code)
+	}
+}
+
 // ptEnd is what a raw client saw until its connection ended.
 type ptEnd struct {
 	frames    int    // text frames
@@ -928,8 +972,11 @@ func TestProtectCompression(t *testing.T) {
 	}
 	code := b.Closed(t)
 	heapAfter, allocAfter := ptHeap()
-	if code != 1009 {
-		t.Errorf("bomb of %d KiB inflating to 100 MiB: close code %d (%q), want 1009", len(bomb)>>10, code, b.CloseReason())
+	// gws v1.8.9 stops inflating at the limit but reports every
+	// decompression failure as 1011 (reader.go emitMessage), not 1009; what
+	// matters is that the connection is closed and memory does not follow.
+	if code != 1009 && code != 1011 {
+		t.Errorf("bomb of %d KiB inflating to 100 MiB: close code %d (%q), want 1009 or gws's 1011", len(bomb)>>10, code, b.CloseReason())
 	}
 	t.Logf("bomb: %d bytes on the wire; heap in use %d → %d MiB; %d MiB allocated meanwhile",
 		len(bomb), heapBefore>>20, heapAfter>>20, (allocAfter-allocBefore)>>20)
