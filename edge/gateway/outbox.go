@@ -47,7 +47,14 @@ func (o *outbox) push(frame []byte) bool {
 	}
 	o.frames = append(o.frames, frame)
 	o.queued += len(frame)
-	start := !o.writing && !o.paused
+	o.startWriterAndUnlock()
+	return true
+}
+
+// startWriterAndUnlock starts a writer goroutine when frames wait and none
+// runs (and the outbox is not paused), then releases o.mu.
+func (o *outbox) startWriterAndUnlock() {
+	start := !o.writing && !o.paused && !o.closed && len(o.frames) > 0
 	if start {
 		o.writing = true
 	}
@@ -56,7 +63,6 @@ func (o *outbox) push(frame []byte) bool {
 		o.wg.Add(1)
 		go o.run()
 	}
-	return true
 }
 
 // pause holds queued frames back until resume.
@@ -70,15 +76,7 @@ func (o *outbox) pause() {
 func (o *outbox) resume() {
 	o.mu.Lock()
 	o.paused = false
-	start := !o.writing && len(o.frames) > 0 && !o.closed
-	if start {
-		o.writing = true
-	}
-	o.mu.Unlock()
-	if start {
-		o.wg.Add(1)
-		go o.run()
-	}
+	o.startWriterAndUnlock()
 }
 
 // run writes batches until the queue is empty or a write fails.
