@@ -50,7 +50,7 @@ type Config struct {
 	MaxConnsPerIP int
 	// Compression enables permessage-deflate when a client asks for it.
 	Compression bool
-	// ReadBufferSize is each connection's read buffer (default 2 KiB).
+	// ReadBufferSize is each connection's read buffer (default 1 KiB).
 	ReadBufferSize int
 	// Logger receives connection errors (default slog.Default()).
 	Logger *slog.Logger
@@ -66,7 +66,7 @@ const (
 	DefaultMaxBadFrames    = 20
 	DefaultWriteQueueBytes = 4 << 20
 	DefaultWriteTimeout    = 10 * time.Second
-	DefaultReadBufferSize  = 2 << 10
+	DefaultReadBufferSize  = 1 << 10
 	DefaultMaxConnsPerUser = 32
 	DefaultMaxConnsPerIP   = 1024
 	hardFrameFactor        = 16
