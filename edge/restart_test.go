@@ -9,14 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime/debug"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,182 +17,10 @@ import (
 	"natter/edge/wstest"
 )
 
-// rsRaceEnabled reports whether this test binary was built with -race: the
-// edge binary is built the same way, so it reuses the build cache (and is
-// checked for races too).
-func rsRaceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
-// rsBuildEdge builds this package's binary into a temporary directory.
-func rsBuildEdge(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the edge binary with")
-	}
-	bin := filepath.Join(t.TempDir(), "edge")
-	args := []string{"build", "-o", bin}
-	if rsRaceEnabled() {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command(goBin, append(args, ".")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// rsBuffer collects a process's output.
-type rsBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *rsBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *rsBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// rsEdge is a running edge binary.
-type rsEdge struct {
-	cmd    *exec.Cmd
-	addr   string
-	out    *rsBuffer
-	exited chan struct{} // closed when the process has exited
-	err    error         // cmd.Wait's result, once exited is closed
-}
-
-// rsFreeAddr returns a loopback address with a port that was free a moment
-// ago.
-func rsFreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-// rsEnviron is the test's environment without NATTER_ variables, which would
-// configure the edge.
-func rsEnviron() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NATTER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// rsStartEdge runs the edge binary on a free loopback port with data in
-// dir and waits until /healthz answers 200. It is killed in cleanup if
-// still running.
-func rsStartEdge(t testing.TB, bin, dir string) *rsEdge {
-	t.Helper()
-	for attempt := 0; ; attempt++ {
-		p := &rsEdge{addr: rsFreeAddr(t), out: &rsBuffer{}, exited: make(chan struct{})}
-		// -rate 0: no command rate limit, for the pipelined senders.
-		p.cmd = exec.Command(bin, "-addr", p.addr, "-data", dir, "-rate", "0")
-		p.cmd.Env = rsEnviron()
-		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-		if err := p.cmd.Start(); err != nil {
-			t.Fatalf("start edge: %v", err)
-		}
-		go func() {
-			p.err = p.cmd.Wait()
-			close(p.exited)
-		}()
-		t.Cleanup(func() {
-			select {
-			case <-p.exited:
-			default:
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-			}
-			if t.Failed() {
-				t.Logf("edge on %s (data %s) said:\n%s", p.addr, dir, p.out)
-			}
-		})
-		err := p.waitHealthy(30 * time.Second)
-		if err == nil {
-			return p
-		}
-		// Someone took the port between freeAddr and the edge's listen.
-		if attempt < 3 && strings.Contains(p.out.String(), "address already in use") {
-			continue
-		}
-		t.Fatalf("edge on %s: %v\n%s", p.addr, err, p.out)
-	}
-}
-
-// waitHealthy polls /healthz until it answers 200, the process exits or
-// the time is up.
-func (p *rsEdge) waitHealthy(within time.Duration) error {
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	poll := time.NewTicker(20 * time.Millisecond)
-	defer poll.Stop()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get("http://" + p.addr + "/healthz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("exited before it was healthy: %v", p.err)
-		case <-deadline.C:
-			return fmt.Errorf("/healthz not 200 within %v (last: %v)", within, err)
-		case <-poll.C:
-		}
-	}
-}
-
-// stop sends sig and waits for the process to exit.
-func (p *rsEdge) stop(t testing.TB, sig os.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v: %v", sig, err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("edge still running 30s after %v", sig)
-	}
-}
-
-// url returns the WebSocket URL of user on p.
-func (p *rsEdge) url(user string) string { return "ws://" + p.addr + "/ws?user=" + user }
-
 // rsDial connects user and reads its welcome.
-func rsDial(t testing.TB, p *rsEdge, user string) *wstest.Client {
+func rsDial(t testing.TB, p *edgeProcess, user string) *wstest.Client {
 	t.Helper()
-	c := wstest.Dial(t, p.url(user), nil)
+	c := wstest.Dial(t, p.ws("/ws?user="+user), nil)
 	if w := c.Expect(t, "welcome"); w.Str("user") != user {
 		t.Fatalf("welcome for %s: %s", user, w)
 	}
@@ -314,17 +135,22 @@ func rsPipeline(t testing.TB, c *wstest.Client, room, prefix string, n, window i
 	return seqs
 }
 
+// restartRun runs the edge on data with -rate 0: no command rate limit, for
+// the pipelined senders.
+func restartRun(data string) edgeRun {
+	return edgeRun{data: data, args: []string{"-rate", "0"}}
+}
+
 // TestDurableRestart runs the edge binary, stops it (SIGTERM, then in a
 // second run SIGKILL) and starts it again on the same data.
 func TestDurableRestart(t *testing.T) {
-	bin := rsBuildEdge(t)
-	t.Run("sigterm", func(t *testing.T) { testRestartGraceful(t, bin) })
-	t.Run("sigkill", func(t *testing.T) { testRestartCrash(t, bin) })
+	t.Run("sigterm", testRestartGraceful)
+	t.Run("sigkill", testRestartCrash)
 }
 
-func testRestartGraceful(t *testing.T, bin string) {
+func testRestartGraceful(t *testing.T) {
 	data := t.TempDir()
-	e1 := rsStartEdge(t, bin, data)
+	e1 := startEdge(t, restartRun(data))
 	alice := rsDial(t, e1, "alice")
 	reader := rsDial(t, e1, "reader")
 	rsRequest(t, alice, "joined", map[string]any{"type": "join", "room": "lobby"})
@@ -367,9 +193,8 @@ func testRestartGraceful(t *testing.T, bin string) {
 	}
 
 	// SIGTERM: bye shutdown to the clients, exit 0.
-	e1.stop(t, syscall.SIGTERM)
-	if e1.err != nil {
-		t.Fatalf("edge exit after SIGTERM: %v, want 0", e1.err)
+	if err := e1.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("edge exit after SIGTERM: %v, want 0", err)
 	}
 	bye := alice.WaitFor(t, func(f wstest.Frame) bool { return f.Type() == "bye" })
 	if bye.Str("code") != "shutdown" {
@@ -377,7 +202,7 @@ func testRestartGraceful(t *testing.T, bin string) {
 	}
 	alice.Closed(t)
 
-	e2 := rsStartEdge(t, bin, data)
+	e2 := startEdge(t, restartRun(data))
 	alice = rsDial(t, e2, "alice")
 	got, bodies := rsHistory(t, alice, "lobby")
 	if fmt.Sprint(got) != fmt.Sprint(seqs) {
@@ -418,16 +243,15 @@ func testRestartGraceful(t *testing.T, bin string) {
 	rsWantMsg(t, back, s, `"after restart"`)
 	rsBarrier(t, back)
 
-	e2.stop(t, syscall.SIGTERM)
-	if e2.err != nil {
-		t.Errorf("second edge exit after SIGTERM: %v, want 0", e2.err)
+	if err := e2.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("second edge exit after SIGTERM: %v, want 0", err)
 	}
 }
 
-func testRestartCrash(t *testing.T, bin string) {
+func testRestartCrash(t *testing.T) {
 	const n = 300
 	data := t.TempDir()
-	e1 := rsStartEdge(t, bin, data)
+	e1 := startEdge(t, restartRun(data))
 	alice := rsDial(t, e1, "alice")
 	rsRequest(t, alice, "joined", map[string]any{"type": "join", "room": "crash"})
 	dm := rsRequest(t, alice, "ack", map[string]any{"type": "dm", "to": "bob", "body": "before the crash"})
@@ -437,14 +261,14 @@ func testRestartCrash(t *testing.T, bin string) {
 	seqs := rsPipeline(t, alice, "crash", "c", n, 32)
 
 	// SIGKILL right after the last ack.
-	e1.stop(t, syscall.SIGKILL)
+	err := e1.stop(t, syscall.SIGKILL)
 	var exit *exec.ExitError
-	if !errors.As(e1.err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("edge exit: %v, want killed by SIGKILL", e1.err)
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("edge exit: %v, want killed by SIGKILL", err)
 	}
 	alice.Closed(t)
 
-	e2 := rsStartEdge(t, bin, data)
+	e2 := startEdge(t, restartRun(data))
 	reader := rsDial(t, e2, "reader")
 	got, bodies := rsHistory(t, reader, "crash")
 	if fmt.Sprint(got) != fmt.Sprint(seqs) {
@@ -478,8 +302,7 @@ func testRestartCrash(t *testing.T, bin string) {
 		t.Errorf("history after the retry: %d messages, want %d", len(got), n)
 	}
 
-	e2.stop(t, syscall.SIGTERM)
-	if e2.err != nil {
-		t.Errorf("edge exit after SIGTERM: %v, want 0", e2.err)
+	if err := e2.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("edge exit after SIGTERM: %v, want 0", err)
 	}
 }

@@ -122,6 +122,35 @@ func durReply(t testing.TB, c *wstest.Client, id string, cmd map[string]any) (ws
 	}
 }
 
+// durKeepSending calls send(bt, p, i) for i = 0, 1, … over and over, in a
+// goroutine of its own for each peer, until halt is called. halt waits for
+// the goroutines to end and may be called more than once: defer it. send
+// reports failures on bt (see durBG).
+func durKeepSending(t testing.TB, peers []*peer, send func(bt testing.TB, p *peer, i int)) (halt func()) {
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bt := durBG{t}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				send(bt, p, i)
+			}
+		}()
+	}
+	return func() {
+		stopOnce.Do(func() { close(stop) })
+		wg.Wait()
+	}
+}
+
 // durStored is a "msg" frame as history returns it.
 type durStored struct {
 	Seq  uint64          `json:"seq"`
@@ -461,33 +490,20 @@ func TestDurableJoinSinceUnderLoad(t *testing.T) {
 	)
 	joinAt := []int{40, 150, 300, 450, 600, 750} // a reader joins after this many acks
 
-	acks := make(chan uint64, 1<<14)
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	halt := func() { stopOnce.Do(func() { close(stop) }) }
-	var wg sync.WaitGroup
-	defer func() { halt(); wg.Wait() }()
-	for w := range writers {
-		p := connect(t, srv, fmt.Sprint("writer", w))
-		p.join(t, room)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bt := durBG{t}
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				f, _ := durReply(bt, p.Client, fmt.Sprint("w", i), map[string]any{"type": "send", "room": room, "body": i})
-				if f.Type() != "ack" || durSeq(f) == 0 {
-					bt.Fatalf("%s: want an ack, got %s", p.user, f)
-				}
-				acks <- durSeq(f)
-			}
-		}()
+	ps := make([]*peer, writers)
+	for w := range ps {
+		ps[w] = connect(t, srv, fmt.Sprint("writer", w))
+		ps[w].join(t, room)
 	}
+	acks := make(chan uint64, 1<<14)
+	halt := durKeepSending(t, ps, func(bt testing.TB, p *peer, i int) {
+		f, _ := durReply(bt, p.Client, fmt.Sprint("w", i), map[string]any{"type": "send", "room": room, "body": i})
+		if f.Type() != "ack" || durSeq(f) == 0 {
+			bt.Fatalf("%s: want an ack, got %s", p.user, f)
+		}
+		acks <- durSeq(f)
+	})
+	defer halt()
 
 	var acked []uint64
 	var readers []*peer
@@ -509,7 +525,6 @@ func TestDurableJoinSinceUnderLoad(t *testing.T) {
 		}
 	}
 	halt()
-	wg.Wait()
 	for len(acks) > 0 {
 		acked = append(acked, <-acks)
 	}
@@ -951,36 +966,21 @@ func TestDurableFailover(t *testing.T) {
 		afterKill bool
 	}
 	const senders = 2
-	results := make(chan result, 1<<14)
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	halt := func() { stopOnce.Do(func() { close(stop) }) }
-	var killDone bool
-	var wg sync.WaitGroup
-	defer func() { halt(); wg.Wait() }()
-	var ps []*peer
-	for k := range senders {
-		p := connect(t, srv, fmt.Sprint("sender", k))
-		p.join(t, room)
-		ps = append(ps, p)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bt := durBG{t}
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprint("f", i)
-				body := fmt.Sprintf(`"%s/%d"`, p.user, i)
-				f, _ := durReply(bt, p.Client, id, map[string]any{"type": "send", "room": room, "body": json.RawMessage(body)})
-				results <- result{sender: p, id: id, body: body, reply: f}
-			}
-		}()
+	ps := make([]*peer, senders)
+	for k := range ps {
+		ps[k] = connect(t, srv, fmt.Sprint("sender", k))
+		ps[k].join(t, room)
 	}
+	results := make(chan result, 1<<14)
+	halt := durKeepSending(t, ps, func(bt testing.TB, p *peer, i int) {
+		id := fmt.Sprint("f", i)
+		body := fmt.Sprintf(`"%s/%d"`, p.user, i)
+		f, _ := durReply(bt, p.Client, id, map[string]any{"type": "send", "room": room, "body": json.RawMessage(body)})
+		results <- result{sender: p, id: id, body: body, reply: f}
+	})
+	defer halt()
 
+	var killDone bool
 	var all []result
 	acksAfterKill := 0
 	deadline := time.NewTimer(60 * time.Second)
@@ -1002,7 +1002,6 @@ func TestDurableFailover(t *testing.T) {
 		}
 	}
 	halt()
-	wg.Wait()
 	for len(results) > 0 {
 		r := <-results
 		r.afterKill = true

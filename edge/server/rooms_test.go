@@ -327,14 +327,16 @@ func TestIdempotencyKeyScope(t *testing.T) {
 	bob.join(t, "r2")
 	alice.expect(t, "presence")
 
-	send := func(room string) wstest.Frame {
+	// reply sends cmd as alice and returns its ack or error.
+	reply := func(cmd map[string]any) wstest.Frame {
 		t.Helper()
-		if err := alice.Send(map[string]any{"type": "send", "room": room, "id": "1", "body": "to " + room}); err != nil {
+		if err := alice.Send(cmd); err != nil {
 			t.Fatal(err)
 		}
 		return alice.WaitFor(t, func(f wstest.Frame) bool { return f.Type() == "ack" || f.Type() == "error" })
 	}
-	a1, a2 := send("r1"), send("r2")
+	a1 := reply(map[string]any{"type": "send", "room": "r1", "id": "1", "body": "to r1"})
+	a2 := reply(map[string]any{"type": "send", "room": "r2", "id": "1", "body": "to r2"})
 	s1, _ := a1.Uint("seq")
 	if s2, _ := a2.Uint("seq"); s2 == s1 {
 		t.Errorf("a send to r2 with the id of a send to r1 was taken for a retry: ack %s", a2)
@@ -342,14 +344,8 @@ func TestIdempotencyKeyScope(t *testing.T) {
 		t.Errorf("bob: want the msg in r2, got %s", m)
 	}
 
-	dm := func(to string) wstest.Frame {
-		t.Helper()
-		if err := alice.Send(map[string]any{"type": "dm", "to": to, "id": "d", "body": "for " + to}); err != nil {
-			t.Fatal(err)
-		}
-		return alice.WaitFor(t, func(f wstest.Frame) bool { return f.Type() == "ack" || f.Type() == "error" })
-	}
-	d1, d2 := dm("bob"), dm("carol")
+	d1 := reply(map[string]any{"type": "dm", "to": "bob", "id": "d", "body": "for bob"})
+	d2 := reply(map[string]any{"type": "dm", "to": "carol", "id": "d", "body": "for carol"})
 	q1, _ := d1.Uint("seq")
 	if q2, _ := d2.Uint("seq"); q2 == q1 {
 		t.Errorf("a dm to carol with the id of a dm to bob was taken for a retry: ack %s", d2)

@@ -1,5 +1,6 @@
-// Shared helpers of the SDK tests: build and run a real edge, wait for
-// events, make tokens. Every edge listens on 127.0.0.1 only.
+// Shared helpers of the SDK tests: build and run a real edge, connect SDK
+// clients to it, wait for events, make tokens. Every edge listens on
+// 127.0.0.1 only.
 import { spawn, execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -9,6 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import WebSocket from 'ws';
+
+import { connect, nodeTransport } from '../static/natter.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root (edge/web/test/../../..). */
@@ -175,6 +179,31 @@ export async function startEdge(opts) {
   const e = new Edge(opts);
   await e.start();
   return e;
+}
+
+/**
+ * SDK clients of real edges over the ws package. `client(edge, user, opts)`
+ * connects with a 5 s timeout, `reconnect` as the backoff and opts on top;
+ * `closeAll()` closes every client made so far (run it after each test).
+ */
+export function edgeClients({ reconnect }) {
+  const clients = [];
+  return {
+    client(edge, user, opts = {}) {
+      const c = connect(edge.wsURL, {
+        user,
+        transport: nodeTransport(WebSocket),
+        timeout: 5000,
+        reconnect,
+        ...opts,
+      });
+      clients.push(c);
+      return c;
+    },
+    closeAll() {
+      while (clients.length) clients.pop().close();
+    },
+  };
 }
 
 /**

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 
-import { connect, nodeTransport, State } from '../static/natter.js';
-import { Edge, nextEvent, record, sleep, spyTransport, unique, waitFor } from './helpers.mjs';
+import { nodeTransport, State } from '../static/natter.js';
+import { Edge, edgeClients, nextEvent, record, sleep, spyTransport, unique, waitFor } from './helpers.mjs';
 
 /**
  * A transport with a switch: while `down`, opening fails at once (as with no
@@ -28,26 +28,13 @@ function gatedTransport(inner) {
   return gate;
 }
 
-const clients = [];
-function client(edge, user, opts = {}) {
-  const c = connect(edge.wsURL, {
-    user,
-    transport: nodeTransport(WebSocket),
-    timeout: 5000,
-    reconnect: { base: 50, cap: 400 },
-    ...opts,
-  });
-  clients.push(c);
-  return c;
-}
+const { client, closeAll } = edgeClients({ reconnect: { base: 50, cap: 400 } });
 
 describe('reconnect across an edge restart', () => {
   const edge = new Edge();
   before(() => edge.start(), { timeout: 300_000 });
   after(() => edge.dispose());
-  afterEach(() => {
-    while (clients.length) clients.pop().close();
-  });
+  afterEach(closeAll);
 
   async function restart(signal = 'SIGKILL') {
     await edge.stop(signal);

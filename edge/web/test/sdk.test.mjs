@@ -5,24 +5,11 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 
-import { connect, nodeTransport, State } from '../static/natter.js';
-import { Edge, hs256, nextEvent, record, sleep, spyTransport, unique, waitFor } from './helpers.mjs';
+import { nodeTransport, State } from '../static/natter.js';
+import { Edge, edgeClients, hs256, nextEvent, record, sleep, spyTransport, unique, waitFor } from './helpers.mjs';
 
-const clients = [];
-function client(edge, user, opts = {}) {
-  const c = connect(edge.wsURL, {
-    user,
-    transport: nodeTransport(WebSocket),
-    timeout: 5000,
-    reconnect: { base: 50, cap: 500 },
-    ...opts,
-  });
-  clients.push(c);
-  return c;
-}
-afterEach(() => {
-  while (clients.length) clients.pop().close();
-});
+const { client, closeAll } = edgeClients({ reconnect: { base: 50, cap: 500 } });
+afterEach(closeAll);
 
 describe('against a real edge', () => {
   const edge = new Edge();
