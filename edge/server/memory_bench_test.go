@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +49,10 @@ func rawUpgrade(tb testing.TB, addr, user string) net.Conn {
 //
 //	go test -run '^$' -bench IdleConnMemory -benchtime 2000x ./edge/server/
 func BenchmarkIdleConnMemory(b *testing.B) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && uint64(2*b.N+200) > lim.Cur {
+		b.Skipf("%d connections need %d file descriptors; ulimit -n is %d", b.N, 2*b.N+200, lim.Cur)
+	}
 	srv := wstest.StartEdge(b, server.Config{Gateway: gateway.Config{Rate: -1, MaxConnsPerIP: -1}})
 	addr := srv.Addr().String()
 	// Warm up pools and the embedded server with a few connections.
