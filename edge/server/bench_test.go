@@ -75,22 +75,50 @@ func BenchmarkRoomSend(b *testing.B) {
 }
 
 func benchRoomSend(b *testing.B, syncAlways bool) {
-	const senders = 8
 	srv := wstest.StartEdge(b, server.Config{SyncAlways: syncAlways, Gateway: gateway.Config{Rate: -1}})
-	clients := make([]*benchClient, senders)
+	clients := make([]*benchClient, benchSenders)
 	for i := range clients {
 		clients[i] = dialBench(b, wstest.URL(srv, fmt.Sprintf("/ws?user=bench%d", i)))
 		if r := clients[i].call(b, `{"type":"join","room":"bench","id":"j"}`); !bytes.Contains(r, []byte(`"joined"`)) {
 			b.Fatalf("join: %s", r)
 		}
 	}
-	lat := make([][]time.Duration, senders)
+	benchAcks(b, clients, func(_, j int) string {
+		return fmt.Sprintf(`{"type":"send","room":"bench","body":{"n":%d}}`, j)
+	})
+}
+
+// BenchmarkDM measures direct messages to online users end to end: store in
+// the inbox stream, live offer to the target's edge, delete once taken, ack
+// "delivered". 8 senders, each writing to its own online target.
+//
+//	go test -run '^$' -bench DM -benchtime 20000x ./edge/server/
+func BenchmarkDM(b *testing.B) {
+	srv := wstest.StartEdge(b, server.Config{Gateway: gateway.Config{Rate: -1}})
+	clients := make([]*benchClient, benchSenders)
+	for i := range clients {
+		dialBench(b, wstest.URL(srv, fmt.Sprintf("/ws?user=target%d", i)))
+		clients[i] = dialBench(b, wstest.URL(srv, fmt.Sprintf("/ws?user=sender%d", i)))
+	}
+	benchAcks(b, clients, func(i, j int) string {
+		return fmt.Sprintf(`{"type":"dm","to":"target%d","body":{"n":%d}}`, i, j)
+	})
+}
+
+// benchSenders is how many connections send at once in the benchmarks.
+const benchSenders = 8
+
+// benchAcks spreads b.N commands over clients, each sending one at a time
+// and waiting for its ack, and reports acks per second and ack latency
+// percentiles.
+func benchAcks(b *testing.B, clients []*benchClient, frame func(client, n int) string) {
+	lat := make([][]time.Duration, len(clients))
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
 	for i, c := range clients {
-		n := b.N / senders
-		if i < b.N%senders {
+		n := b.N / len(clients)
+		if i < b.N%len(clients) {
 			n++
 		}
 		wg.Add(1)
@@ -99,10 +127,10 @@ func benchRoomSend(b *testing.B, syncAlways bool) {
 			l := make([]time.Duration, 0, n)
 			for j := range n {
 				t0 := time.Now()
-				r := c.call(b, fmt.Sprintf(`{"type":"send","room":"bench","body":{"n":%d}}`, j))
+				r := c.call(b, frame(i, j))
 				l = append(l, time.Since(t0))
 				if !bytes.Contains(r, []byte(`"ack"`)) {
-					b.Errorf("send: %s", r)
+					b.Errorf("command: %s", r)
 					return
 				}
 			}
