@@ -86,5 +86,7 @@ func run(args []string) error {
 	<-ctx.Done()
 	logger.Info("stopping")
 	set.Stop()
-	return nc.Drain()
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return natsconf.Drain(dctx, nc)
 }
