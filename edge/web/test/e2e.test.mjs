@@ -2,7 +2,11 @@
 // system's /usr/bin/chromium) opens the demo page twice against a real edge.
 // Two users pick names, join a room and chat; one reloads and must see the
 // history and the right presence; a dm goes across. A screenshot is written
-// to /tmp/natter-demo.png (NATTER_SCREENSHOT overrides).
+// to /tmp/natter-demo.png (NATTER_SCREENSHOT overrides). Then two new users
+// chat, the edge is killed (SIGKILL) and restarted on the same port and data
+// directory, one of them writes while it is down: after the pages reconnect
+// both show every message exactly once, in the same order, and both users
+// online; a screenshot of that goes to /tmp/natter-demo-restart.png.
 //
 // The page comes from the edge itself when it serves /natter.js (web.Handler
 // mounted); otherwise from a small static server here, pointed at the edge
@@ -219,5 +223,118 @@ suite('demo page in Chromium', () => {
     // Connection errors while the edge was down are expected; nothing else.
     const unexpected = problems.filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p));
     assert.deepEqual(unexpected, []);
+  });
+
+  // Every message item of the open conversation as rendered, pending and
+  // failed ones included, so that anything extra or missing shows.
+  const transcript = (page) => page.$$eval('#messages li.msg', (els) => els.map((e) => ({
+    from: e.querySelector('.from').textContent,
+    text: e.querySelector('.body').textContent,
+    seq: e.dataset.seq === undefined ? null : Number(e.dataset.seq),
+    state: e.classList.contains('failed') ? 'failed' : e.classList.contains('pending') ? 'pending' : 'sent',
+  })));
+
+  // Polls the DOM until the state indicator shows state (and its label).
+  async function waitState(page, state, label, what, timeout = 10_000) {
+    try {
+      await page.waitForFunction(
+        ([s, l]) => document.getElementById('state').dataset.state === s && document.getElementById('state-label').textContent === l,
+        [state, label], { timeout, polling: 50 });
+    } catch {
+      const now = await page.evaluate(() => `${document.getElementById('state').dataset.state} (${document.getElementById('state-label').textContent})`);
+      assert.fail(`${what}: the state indicator shows ${now} after ${timeout} ms, not ${state} (${label})`);
+    }
+  }
+
+  test('a new user in two windows: the edge crashes and restarts, the pages reconnect, nothing is lost or doubled', async () => {
+    const room = unique('crash');
+    const seen = problems.length;
+    const carol = await openPage('carol');
+    const dave = await openPage('dave');
+    try {
+      await joinRoom(carol, room, 'carol');
+      await joinRoom(dave, room, 'dave');
+      await waitMembers(carol, ['carol', 'dave'], 'carol sees both online');
+      await waitMembers(dave, ['carol', 'dave'], 'dave sees both online');
+
+      const chat = ['Morning Dave, first time here?', 'Yes, two windows open!', 'Let us see how it copes with a crash.'];
+      await say(carol, chat[0]);
+      await waitBodies(dave, chat.slice(0, 1), 'dave gets carol\'s first message');
+      await say(dave, chat[1]);
+      await waitBodies(carol, chat.slice(0, 2), 'carol gets dave\'s answer');
+      await say(carol, chat[2]);
+      await waitBodies(carol, chat, 'carol sees the conversation');
+      await waitBodies(dave, chat, 'dave sees the conversation');
+
+      // The edge crashes: both pages notice and try to come back.
+      await edge.stop('SIGKILL');
+      await waitState(carol, 'reconnecting', 'reconnecting…', 'carol notices the crash');
+      await waitState(dave, 'reconnecting', 'reconnecting…', 'dave notices the crash');
+
+      // Carol writes while the edge is down: the page shows it as pending and
+      // the SDK holds it in its queue.
+      const queued = 'This one was written while the server was down.';
+      await say(carol, queued);
+      await carol.waitForFunction(
+        (t) => [...document.querySelectorAll('#messages li.msg.pending .body')].some((e) => e.textContent === t),
+        queued, { timeout: 5000, polling: 50 });
+      const sdk = await carol.evaluate(() => ({
+        state: window.natterDemo.client.state,
+        queue: window.natterDemo.client._queue.map((r) => r.frame),
+      }));
+      assert.equal(sdk.state, 'reconnecting', 'carol is still disconnected');
+      assert.deepEqual(sdk.queue.filter((f) => f.type === 'send').map((f) => [f.room, f.body && f.body.text]), [[room, queued]],
+        'the SDK queued carol\'s message');
+      assert.deepEqual((await bodies(dave)), chat, 'nothing new reached dave while the edge was down');
+
+      // The edge comes back on the same port and data directory.
+      await edge.start();
+      await waitState(carol, 'open', 'online', 'carol back online', 30_000);
+      await waitState(dave, 'open', 'online', 'dave back online', 30_000);
+
+      // The queued message goes out (acknowledged: no longer pending) and
+      // reaches both pages; then dave answers.
+      await waitBodies(carol, [...chat, queued], 'carol\'s queued message is sent after the restart');
+      await waitBodies(dave, [...chat, queued], 'dave gets the message carol queued during the outage');
+      const after = 'Got it, and we are both back.';
+      await say(dave, after);
+      const all = [...chat, queued, after];
+      await waitBodies(dave, all, 'dave sees the whole conversation');
+      await waitBodies(carol, all, 'carol sees the whole conversation');
+
+      // A round trip on each connection: whatever the edge sent before its
+      // reply (a late duplicate, say) has reached the page by then.
+      await carol.evaluate(() => window.natterDemo.client.ping());
+      await dave.evaluate(() => window.natterDemo.client.ping());
+
+      const senders = ['carol', 'dave', 'carol', 'carol', 'dave'];
+      const carolSees = await transcript(carol);
+      const daveSees = await transcript(dave);
+      for (const [who, t] of [['carol', carolSees], ['dave', daveSees]]) {
+        assert.deepEqual(t.map((m) => m.text), all, `${who}: every message exactly once, in order`);
+        assert.deepEqual(t.map((m) => m.from), senders, `${who}: the senders`);
+        assert.ok(t.every((m) => m.state === 'sent'), `${who}: nothing pending or failed: ${JSON.stringify(t)}`);
+        const seqs = t.map((m) => m.seq);
+        assert.ok(seqs.every((q, i) => Number.isInteger(q) && (i === 0 || q > seqs[i - 1])), `${who}: seqs increase: ${seqs}`);
+      }
+      assert.deepEqual(daveSees, carolSees, 'both pages show the same messages, with the same seqs, in the same order');
+      await waitMembers(carol, ['carol', 'dave'], 'carol sees both online after the restart');
+      await waitMembers(dave, ['carol', 'dave'], 'dave sees both online after the restart');
+      for (const [who, page] of [['carol', carol], ['dave', dave]]) {
+        const notice = await page.$eval('#notice', (n) => (n.hidden ? '' : n.textContent));
+        assert.equal(notice, '', `${who}: no notice shown after the restart`);
+      }
+
+      const shot = SCREENSHOT.replace(/\.png$/, '') + '-restart.png';
+      await carol.screenshot({ path: shot });
+      console.log(`# screenshot: ${shot}`);
+
+      // Connection errors while the edge was down are expected; nothing else.
+      const unexpected = problems.slice(seen).filter((p) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(p));
+      assert.deepEqual(unexpected, [], 'no page errors or unexpected console errors');
+    } finally {
+      await carol.context().close();
+      await dave.context().close();
+    }
   });
 });
