@@ -64,6 +64,9 @@ func run(args []string) error {
 		fs.Usage()
 		return fmt.Errorf("name a handler")
 	}
+	if err := registry.Check(names); err != nil {
+		return err
+	}
 	subj, err := natsconf.NewSubjects(*prefix)
 	if err != nil {
 		return err

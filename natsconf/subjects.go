@@ -75,6 +75,10 @@ func (s Subjects) RoomStore(room string) (string, error) { return s.token("store
 // stream until they are delivered (then they are deleted from it).
 func (s Subjects) InboxStore(user string) (string, error) { return s.token("store.user", user) }
 
+// Edge is the liveness subject of one edge: the edge answers requests on it,
+// so "no responders" means the edge is gone.
+func (s Subjects) Edge(edge string) (string, error) { return s.token("edge", edge) }
+
 // Broadcast is the subject every edge listens to for broadcast frames.
 func (s Subjects) Broadcast() string { return s.prefix + ".bcast" }
 

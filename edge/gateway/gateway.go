@@ -37,6 +37,7 @@ type Gateway struct {
 	edgeID   string
 	hub      *hub
 	upgrader *gws.Upgrader
+	alive    *nats.Subscription // answers liveness probes
 	ids      *nuid.NUID
 	idsMu    sync.Mutex
 	perUser  connCounter
@@ -79,7 +80,15 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		NewSession:         func() gws.SessionStorage { return &session{} },
 		Recovery:           gws.Recovery,
 	})
+	// Handlers ask this subject whether the edge is alive before they
+	// forget the memberships of its connections.
+	liveness, _ := cfg.Subjects.Edge(g.edgeID)
+	if g.alive, err = nc.Subscribe(liveness, func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
+		h.close()
+		return nil, err
+	}
 	if err := nc.Flush(); err != nil {
+		_ = g.alive.Unsubscribe()
 		h.close()
 		return nil, err
 	}
@@ -280,6 +289,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	err := waitCtx(ctx, &g.loops)
 	close(g.done)
+	_ = g.alive.Unsubscribe()
 	g.hub.close()
 	if err2 := waitCtx(ctx, &g.wg); err == nil {
 		err = err2

@@ -64,6 +64,30 @@ func (s *Store) Get(ctx context.Context, key string) (Set, error) {
 	return set, err
 }
 
+// All returns every set in the bucket, by key.
+func (s *Store) All(ctx context.Context) (map[string]Set, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = w.Stop() }()
+	all := map[string]Set{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				return all, nil // nil: every current value was sent
+			}
+			set := Set{}
+			if json.Unmarshal(e.Value(), &set) == nil && len(set) > 0 {
+				all[e.Key()] = set
+			}
+		}
+	}
+}
+
 // Keys returns the keys matching filter (KV wildcards), sorted.
 func (s *Store) Keys(ctx context.Context, filter string) ([]string, error) {
 	lister, err := s.kv.ListKeysFiltered(ctx, filter)

@@ -42,6 +42,19 @@ func Names() []string {
 	return names
 }
 
+// Check reports an error unless every name is a handler (or "all").
+func Check(names []string) error {
+	if len(names) == 0 {
+		return errors.New("registry: no handler named")
+	}
+	for _, n := range names {
+		if n != All && handlers[n] == nil {
+			return fmt.Errorf("registry: unknown handler %q (have %v)", n, Names())
+		}
+	}
+	return nil
+}
+
 // Set is a group of running handlers.
 type Set struct {
 	services []*runtime.Service
@@ -50,16 +63,11 @@ type Set struct {
 // Start makes sure the JetStream stores exist, then starts the named
 // handlers ("all" for every one) on nc.
 func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config, stores natsconf.StoreConfig, names ...string) (*Set, error) {
+	if err := Check(names); err != nil {
+		return nil, err
+	}
 	if slices.Contains(names, All) {
 		names = Names()
-	}
-	if len(names) == 0 {
-		return nil, errors.New("registry: no handler named")
-	}
-	for _, n := range names {
-		if handlers[n] == nil {
-			return nil, fmt.Errorf("registry: unknown handler %q (have %v)", n, Names())
-		}
 	}
 	if cfg.Subjects.Prefix() == "" {
 		cfg.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,7 +66,61 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 		_ = svc.Stop()
 		return nil, err
 	}
+	sweeper := &sweeper{h: h, suspects: map[string]bool{}}
+	svc.Every(svc.Config().SweepInterval, sweeper.sweep)
 	return svc, nil
+}
+
+// sweeper forgets the memberships of connections whose edge no longer
+// answers on its liveness subject. An edge must fail two sweeps in a row,
+// so one that is only reconnecting to NATS keeps its members.
+type sweeper struct {
+	h        *handler
+	suspects map[string]bool // edges that did not answer the last sweep
+}
+
+func (s *sweeper) sweep(ctx context.Context) {
+	all, err := s.h.members.All(ctx)
+	if err != nil {
+		return
+	}
+	alive := map[string]bool{}
+	suspects := map[string]bool{}
+	for key, set := range all {
+		roomTok, userTok, ok := strings.Cut(key, ".")
+		if !ok {
+			continue
+		}
+		room, user := natsconf.NameFromKeyToken(roomTok), natsconf.NameFromKeyToken(userTok)
+		for conn, edge := range set {
+			isAlive, seen := alive[edge]
+			if !seen {
+				isAlive = s.h.edgeAlive(ctx, edge)
+				alive[edge] = isAlive
+			}
+			if isAlive {
+				continue
+			}
+			suspects[edge] = true
+			if s.suspects[edge] && natsconf.ValidName(room) && natsconf.ValidName(user) {
+				_ = s.h.removeMember(ctx, room, user, conn)
+			}
+		}
+	}
+	s.suspects = suspects
+}
+
+// edgeAlive asks an edge whether it is still there; an edge that does not
+// answer in time is taken as alive (only "no responders" means gone).
+func (h *handler) edgeAlive(ctx context.Context, edge string) bool {
+	subject, err := h.subj.Edge(edge)
+	if err != nil {
+		return true // not an edge id we can ask about: leave it alone
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = h.nc.RequestWithContext(ctx, subject, nil)
+	return !errors.Is(err, nats.ErrNoResponders)
 }
 
 func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*handler, error) {

@@ -44,6 +44,9 @@ type Config struct {
 	MaxConcurrent int
 	// Logger receives errors and recovered panics (default slog.Default()).
 	Logger *slog.Logger
+	// SweepInterval is how often the rooms handler looks for memberships
+	// held by edges that are gone (default 30s).
+	SweepInterval time.Duration
 	// Stores is the storage policy handlers follow (retention is applied by
 	// natsconf.EnsureStores; NoOfflineDMs by the inbox handler).
 	Stores natsconf.StoreConfig
@@ -53,6 +56,7 @@ type Config struct {
 const (
 	DefaultTimeout       = 4 * time.Second
 	DefaultMaxConcurrent = 256
+	DefaultSweepInterval = 30 * time.Second
 )
 
 func (c *Config) validate() error {
@@ -67,6 +71,9 @@ func (c *Config) validate() error {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = DefaultSweepInterval
 	}
 	if c.MaxConcurrent <= 0 {
 		c.MaxConcurrent = DefaultMaxConcurrent
@@ -133,6 +140,9 @@ type Service struct {
 
 	mu       sync.Mutex
 	stopping bool
+
+	background     context.Context // of Every's work, ended first by Stop
+	stopBackground context.CancelFunc
 }
 
 // New starts an empty handler service on nc. Add endpoints with Handle and
@@ -151,8 +161,13 @@ func New(nc *nats.Conn, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("runtime: %s: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, nc: nc, svc: svc, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxConcurrent)}, nil
+	s := &Service{cfg: cfg, nc: nc, svc: svc, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxConcurrent)}
+	s.background, s.stopBackground = context.WithCancel(ctx)
+	return s, nil
 }
+
+// Config returns the service's configuration, defaults filled in.
+func (s *Service) Config() Config { return s.cfg }
 
 // Subjects returns the subject set the service serves.
 func (s *Service) Subjects() natsconf.Subjects { return s.cfg.Subjects }
@@ -214,7 +229,7 @@ func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
 		if acquired {
 			<-s.sem
 		}
-		s.replyError(in, "", protocol.Errorf(protocol.CodeUnavailable, "handler stopping"))
+		s.replyError(in, commandID(in.data), protocol.Errorf(protocol.CodeUnavailable, "handler stopping"))
 		return
 	}
 	s.wg.Add(1)
@@ -227,11 +242,7 @@ func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
 		defer func() {
 			if p := recover(); p != nil {
 				s.cfg.Logger.Error("handler panic", "handler", s.cfg.Name, "subject", in.subject, "panic", p, "stack", string(debug.Stack()))
-				id := ""
-				if c, err := protocol.DecodeCommand(in.data); err == nil {
-					id = c.ID
-				}
-				s.replyError(in, id, protocol.Errorf(protocol.CodeInternal, "handler failed"))
+				s.replyError(in, commandID(in.data), protocol.Errorf(protocol.CodeInternal, "handler failed"))
 			}
 		}()
 		work(ctx, in)
@@ -278,6 +289,13 @@ func (s *Service) replyError(in inbound, id string, err error) {
 	s.reply(in, protocol.EncodeError(id, pe), errorHeader(string(pe.Code), pe.Message))
 }
 
+// commandID is the id of a command body, for error replies made before (or
+// instead of) running its handler.
+func commandID(data []byte) string {
+	c, _ := protocol.DecodeCommand(data)
+	return c.ID
+}
+
 func errorHeader(code, description string) nats.Header {
 	return nats.Header{micro.ErrorCodeHeader: {code}, micro.ErrorHeader: {description}}
 }
@@ -319,10 +337,35 @@ func (s *Service) Stop() error {
 		s.mu.Lock()
 		s.stopping = true // no new work from here: the wait below ends
 		s.mu.Unlock()
+		s.stopBackground() // Every's work stops; commands in flight finish
 		s.wg.Wait()
 		s.cancel()
 	})
 	return err
+}
+
+// Every runs fn every interval until the service stops: background work
+// such as sweeping, owned by the service.
+func (s *Service) Every(interval time.Duration, fn func(ctx context.Context)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.background.Done():
+				return
+			case <-t.C:
+				fn(s.background)
+			}
+		}
+	}()
 }
 
 // Stats returns the micro service's statistics (requests, errors, latency).
