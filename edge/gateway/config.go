@@ -48,6 +48,11 @@ type Config struct {
 	// MaxConnsPerIP bounds the open connections from one IP address
 	// (default 1024; negative: no limit). One more is refused with 429.
 	MaxConnsPerIP int
+	// ResyncAfter: when the edge's NATS connection comes back after being
+	// down this long, every client gets bye "shutdown" and reconnects (and
+	// rejoins with since), because handlers may have forgotten their
+	// memberships meanwhile (default 15s, below the rooms handler's sweep).
+	ResyncAfter time.Duration
 	// Compression enables permessage-deflate when a client asks for it.
 	Compression bool
 	// ReadBufferSize is each connection's read buffer (default 1 KiB).
@@ -69,6 +74,7 @@ const (
 	DefaultReadBufferSize  = 1 << 10
 	DefaultMaxConnsPerUser = 32
 	DefaultMaxConnsPerIP   = 1024
+	DefaultResyncAfter     = 15 * time.Second
 	hardFrameFactor        = 16
 )
 
@@ -88,6 +94,7 @@ func (c *Config) validate() error {
 	setDefault(&c.WriteQueueBytes, DefaultWriteQueueBytes)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.ReadBufferSize, DefaultReadBufferSize)
+	setDefault(&c.ResyncAfter, DefaultResyncAfter)
 	setDefault(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	if c.Logger == nil {

@@ -43,6 +43,8 @@ type Gateway struct {
 	perUser  connCounter
 	perIP    connCounter
 
+	natsDown atomic.Int64 // unix nanoseconds the NATS connection was lost
+
 	lifeMu  sync.Mutex // orders registering connections with Shutdown
 	closing atomic.Bool
 	done    chan struct{}
@@ -68,6 +70,8 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		ids:    nuid.New(),
 		done:   make(chan struct{}),
 	}
+	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.natsDown.Store(time.Now().UnixNano()) })
+	nc.SetReconnectHandler(func(*nats.Conn) { g.resync() })
 	g.perUser.limit = max(cfg.MaxConnsPerUser, 0)
 	g.perIP.limit = max(cfg.MaxConnsPerIP, 0)
 	g.upgrader = gws.NewUpgrader(events{g}, &gws.ServerOption{
@@ -224,6 +228,20 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 		defer g.loops.Done()
 		ws.ReadLoop()
 	}()
+}
+
+// resync runs when the NATS connection is back: after a long outage the
+// handlers may have swept this edge's memberships, so clients reconnect and
+// join again (with since) rather than believe they are still members.
+func (g *Gateway) resync() {
+	down := time.Since(time.Unix(0, g.natsDown.Load()))
+	if g.natsDown.Load() == 0 || down < g.cfg.ResyncAfter {
+		return
+	}
+	g.cfg.Logger.Warn("NATS was unreachable; asking clients to reconnect", "down", down.Round(time.Millisecond))
+	for _, c := range g.hub.all() {
+		c.bye(protocol.ByeShutdown, "messaging was unavailable, reconnect")
+	}
 }
 
 // event tells the handlers about a connection's lifecycle.
