@@ -190,8 +190,9 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 	c.touch()
 	// welcome is the first frame; the outbox holds it, and anything
 	// delivered meanwhile, until the subscriptions are in place.
+	welcome := protocol.Encode(protocol.Welcome{Type: protocol.FrameWelcome, Conn: id, User: c.user, Heartbeat: g.cfg.heartbeat()})
 	c.out.pause()
-	c.send(protocol.Encode(protocol.Welcome{Type: protocol.FrameWelcome, Conn: id, User: c.user, Heartbeat: g.cfg.heartbeat()}))
+	c.send(welcome)
 
 	// Under lifeMu a connection is either registered before Shutdown looks
 	// (and gets its bye) or sees the gateway closing.
@@ -205,10 +206,14 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 	g.lifeMu.Unlock()
 	switch {
 	case closing:
-		c.out.resume()
-		c.bye(protocol.ByeShutdown, "server shutting down, reconnect")
-		g.wg.Add(1)
-		go func() { defer g.wg.Done(); ws.ReadLoop() }()
+		// Shutdown may already be waiting: nothing of this connection may
+		// outlive this call, so it is told and closed right here.
+		c.closing.Store(true)
+		c.out.close()
+		raw.expedite()
+		_ = raw.writeTextFrames([][]byte{welcome, protocol.EncodeBye(protocol.ByeShutdown, "server shutting down, reconnect")})
+		_ = raw.closeNow()
+		release()
 		return
 	case err != nil:
 		g.cfg.Logger.Error("register connection", "err", err)
