@@ -51,6 +51,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server URLs, comma separated; empty starts an embedded server with every handler in-process")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "also expose the embedded NATS server on this TCP address (e.g. 127.0.0.1:4222)")
 	fs.BoolVar(&cfg.NATSAuth, "nats-auth", false, "embedded NATS requires the edge and handlers users, each allowed only its own subjects")
+	fs.StringVar(&cfg.NATSEdgePassword, "nats-edge-password", "", "with -nats-auth: the edge user's password (default: made up)")
+	fs.StringVar(&cfg.NATSHandlersPassword, "nats-handlers-password", "", "with -nats-auth: the handlers user's password, for handlers run apart with -nats-listen (default: made up)")
 	fs.StringVar(&syncMode, "sync", "default", "embedded JetStream fsync: 'default' (every 2 minutes) or 'always'")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with -tls-key serves wss:// on -addr")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")

@@ -44,9 +44,12 @@ type Config struct {
 	// connect; empty means in-process connections only.
 	NATSListen string
 	// NATSAuth makes the embedded server require the edge and handlers
-	// users of natsconf (each allowed only its own subjects), with
-	// passwords made up at start; in-process connections use them.
-	NATSAuth bool
+	// users of natsconf (each allowed only its own subjects); in-process
+	// connections use them. Their passwords are NATSEdgePassword and
+	// NATSHandlersPassword, or made up at start when empty (then only this
+	// process can connect).
+	NATSAuth                               bool
+	NATSEdgePassword, NATSHandlersPassword string
 	// SyncAlways makes the embedded JetStream fsync every write.
 	SyncAlways bool
 	// TLSCert and TLSKey, both set, serve wss/https on Addr (TLS 1.2 or
@@ -199,7 +202,13 @@ func (s *Server) startEmbedded() error {
 	}
 	var edgeAuth, handlersAuth []nats.Option
 	if cfg.NATSAuth {
-		edgePass, handlersPass := nuid.Next(), nuid.Next()
+		edgePass, handlersPass := cfg.NATSEdgePassword, cfg.NATSHandlersPassword
+		if edgePass == "" {
+			edgePass = nuid.Next()
+		}
+		if handlersPass == "" {
+			handlersPass = nuid.Next()
+		}
 		emb.Users = cfg.Gateway.Subjects.Users(edgePass, handlersPass)
 		edgeAuth = []nats.Option{nats.UserInfo(natsconf.EdgeUser, edgePass)}
 		handlersAuth = []nats.Option{nats.UserInfo(natsconf.HandlersUser, handlersPass)}
