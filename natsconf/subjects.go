@@ -101,6 +101,21 @@ const (
 	KindBroadcast
 )
 
+// String names the kind.
+func (k Kind) String() string {
+	switch k {
+	case KindConn:
+		return "conn"
+	case KindUser:
+		return "user"
+	case KindRoom:
+		return "room"
+	case KindBroadcast:
+		return "broadcast"
+	}
+	return "unknown"
+}
+
 // Parse splits a delivery subject (Conn, User, Room or Broadcast) into its
 // kind and name. Anything else is KindUnknown.
 func (s Subjects) Parse(subject string) (Kind, string) {

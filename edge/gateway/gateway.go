@@ -334,6 +334,12 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
 // events adapts the Gateway to gws's callbacks.
 type events struct{ g *Gateway }
 
+var (
+	_ gws.Event          = events{}
+	_ gws.SessionStorage = (*session)(nil)
+	_ http.Handler       = (*Gateway)(nil)
+)
+
 func clientOf(ws *gws.Conn) *client { return ws.Session().(*session).c }
 
 func (events) OnOpen(*gws.Conn) {}
