@@ -158,8 +158,11 @@ func (h *handler) join(ctx context.Context, req *runtime.Request) (runtime.Respo
 	}
 	seq, err := h.lastSeq(ctx, room)
 	if err != nil {
-		// The edge will not subscribe: do not keep a membership it lacks.
-		_, _ = h.members.Remove(ctx, memberKey(room, req.User), req.Conn)
+		// The edge will not subscribe: do not keep a membership this
+		// join created (the sweep or a disconnect cleans up the rest).
+		if first {
+			_, _ = h.members.Remove(ctx, memberKey(room, req.User), req.Conn)
+		}
 		return runtime.Response{}, err
 	}
 	if first {
