@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,6 +50,7 @@ type handler struct {
 	stream jetstream.Stream
 	reader *natsconf.Reader
 	store  bool // keep dms for offline users (else: error offline)
+	log    *slog.Logger
 }
 
 // Start runs the inbox handler on nc. The stores must exist
@@ -63,6 +65,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 	h, err := newHandler(ctx, nc, svc.Subjects())
 	if err == nil {
 		h.store = !cfg.Stores.NoOfflineDMs
+		h.log = svc.Config().Logger
 		err = svc.Handle(protocol.TypeDM, h.dm)
 	}
 	if err == nil {
@@ -119,9 +122,9 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 	case h.offer(ctx, to, protocol.WithSeq(frame, ack.Sequence)):
 		status = protocol.StatusDelivered
 		if _, err := h.take(ctx, ack.Sequence); err != nil {
-			// Still stored: it will be delivered again on the next
-			// connect. Better twice than never.
-			return runtime.Response{}, runtime.StoreError(err)
+			// Delivered, but still stored: it will be delivered again on
+			// the next connect. Better twice than never; the ack is true.
+			h.log.Warn("delivered dm not removed from the inbox", "seq", ack.Sequence, "err", err)
 		}
 	}
 	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: status}}, nil
