@@ -6,103 +6,25 @@ package main
 // until /healthz answers, signal it and wait for its exit.
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"natter/edge/wstest"
 )
+
+// edgeCmd is this package's binary, built by the first test that needs it.
+var edgeCmd = wstest.Command{Name: "edge"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if edgeBin.dir != "" {
-		_ = os.RemoveAll(edgeBin.dir)
-	}
+	edgeCmd.Remove()
 	os.Exit(code)
-}
-
-// edgeBin is the edge binary, built by the first test that needs it into a
-// directory that TestMain removes.
-var edgeBin struct {
-	once sync.Once
-	dir  string
-	path string
-	skip string // why there is no binary to test, if there is none
-	err  error
-}
-
-// edgeBinary returns the path of this package's binary, building it on the
-// first call. It is built with -race when this test binary is, so that it
-// reuses the build cache (and is checked for races too).
-func edgeBinary(t testing.TB) string {
-	t.Helper()
-	edgeBin.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			edgeBin.skip = "no go command to build the edge binary with"
-			return
-		}
-		if edgeBin.dir, edgeBin.err = os.MkdirTemp("", "natter-edge-bin-"); edgeBin.err != nil {
-			return
-		}
-		bin := filepath.Join(edgeBin.dir, "edge")
-		args := []string{"build", "-o", bin}
-		if raceEnabled() {
-			args = append(args, "-race")
-		}
-		if out, err := exec.Command(goBin, append(args, ".")...).CombinedOutput(); err != nil {
-			edgeBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		edgeBin.path = bin
-	})
-	switch {
-	case edgeBin.skip != "":
-		t.Skip(edgeBin.skip)
-	case edgeBin.err != nil:
-		t.Fatal(edgeBin.err)
-	}
-	return edgeBin.path
-}
-
-// raceEnabled reports whether this test binary was built with -race.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
-// syncBuffer collects a process's output; it may be read while the process
-// writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // edgeRun says how to run the edge besides on which address.
@@ -116,9 +38,9 @@ type edgeRun struct {
 type edgeProcess struct {
 	cmd    *exec.Cmd
 	addr   string
-	out    *syncBuffer   // its stdout and stderr
-	exited chan struct{} // closed when the process has exited
-	err    error         // cmd.Wait's result, once exited is closed
+	out    *wstest.Output // its stdout and stderr
+	exited chan struct{}  // closed when the process has exited
+	err    error          // cmd.Wait's result, once exited is closed
 }
 
 // startEdge runs the edge binary in development mode on a free loopback
@@ -126,14 +48,14 @@ type edgeProcess struct {
 // still running, and what it said is logged if the test failed.
 func startEdge(t testing.TB, run edgeRun) *edgeProcess {
 	t.Helper()
-	bin := edgeBinary(t)
+	bin := edgeCmd.Path(t)
 	if run.data == "" {
 		run.data = t.TempDir()
 	}
 	for attempt := 0; ; attempt++ {
-		p := &edgeProcess{addr: freeAddr(t), out: &syncBuffer{}, exited: make(chan struct{})}
+		p := &edgeProcess{addr: freeAddr(t), out: &wstest.Output{}, exited: make(chan struct{})}
 		p.cmd = exec.Command(bin, append([]string{"-addr", p.addr, "-data", run.data}, run.args...)...)
-		p.cmd.Env = append(environ(), run.env...)
+		p.cmd.Env = append(wstest.Environ(), run.env...)
 		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 		if err := p.cmd.Start(); err != nil {
 			t.Fatalf("start edge: %v", err)
@@ -178,18 +100,6 @@ func freeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-// environ is the test's environment without NATTER_ variables, which would
-// configure the edge.
-func environ() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NATTER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // waitHealthy polls /healthz until it answers 200, the process exits or

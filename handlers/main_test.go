@@ -4,18 +4,14 @@ package main
 // embedded NATS server listening on a random loopback port.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	goruntime "runtime"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,117 +20,32 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"natter/edge/protocol"
+	"natter/edge/wstest"
 	"natter/handlers/registry"
 	"natter/natsconf"
 )
 
+// handlersCmd is this package's binary, built by the first test that needs it.
+var handlersCmd = wstest.Command{Name: "handlers"}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if handlersBin.dir != "" {
-		_ = os.RemoveAll(handlersBin.dir)
-	}
+	handlersCmd.Remove()
 	os.Exit(code)
-}
-
-// handlersBin is the handlers binary, built by the first test that needs it
-// into a directory TestMain removes.
-var handlersBin struct {
-	once sync.Once
-	dir  string
-	path string
-	skip string
-	err  error
-}
-
-// binary returns the path of the handlers binary, building it on the first
-// call, with -race when this test binary has it.
-func binary(t *testing.T) string {
-	t.Helper()
-	handlersBin.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			handlersBin.skip = "no go command to build the handlers binary with"
-			return
-		}
-		if handlersBin.dir, handlersBin.err = os.MkdirTemp("", "natter-handlers-bin-"); handlersBin.err != nil {
-			return
-		}
-		bin := filepath.Join(handlersBin.dir, "handlers")
-		args := []string{"build", "-o", bin}
-		if raceEnabled() {
-			args = append(args, "-race")
-		}
-		if out, err := exec.Command(goBin, append(args, ".")...).CombinedOutput(); err != nil {
-			handlersBin.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		handlersBin.path = bin
-	})
-	switch {
-	case handlersBin.skip != "":
-		t.Skip(handlersBin.skip)
-	case handlersBin.err != nil:
-		t.Fatal(handlersBin.err)
-	}
-	return handlersBin.path
-}
-
-// raceEnabled reports whether this test binary was built with -race.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
-// cleanEnv is the environment without NATTER_ variables, so the flags the
-// tests pass are the whole configuration.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NATTER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // process is a running handlers binary.
 type process struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *wstest.Output
 	exited chan struct{} // closed once the process has exited
 	err    error         // Wait's result, set before exited is closed
 }
 
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(binary(t), args...), out: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd.Env = cleanEnv()
+	p := &process{cmd: exec.Command(handlersCmd.Path(t), args...), out: &wstest.Output{}, exited: make(chan struct{})}
+	p.cmd.Env = wstest.Environ()
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start handlers: %v", err)
