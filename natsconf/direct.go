@@ -14,9 +14,10 @@ import (
 
 // StoredMsg is one message read from a stream.
 type StoredMsg struct {
-	Seq  uint64
-	Time time.Time // when the stream stored it
-	Data []byte
+	Seq    uint64
+	Time   time.Time // when the stream stored it
+	Header nats.Header
+	Data   []byte
 }
 
 // Reader reads a stream's messages of one subject with JetStream direct gets
@@ -47,6 +48,28 @@ func (r *Reader) After(ctx context.Context, subject string, after uint64, n int)
 		return nil, nil
 	}
 	return r.batch(ctx, directRequest{Seq: after + 1, NextFor: subject, Batch: n}, n)
+}
+
+// Any reports whether subject has a message after sequence after, with one
+// request and no subscription of its own: the cheap look before a batch
+// read, on paths where there is usually nothing.
+func (r *Reader) Any(ctx context.Context, subject string, after uint64) (bool, error) {
+	body, err := json.Marshal(directRequest{Seq: after + 1, NextFor: subject})
+	if err != nil {
+		return false, err
+	}
+	m, err := r.nc.RequestWithContext(ctx, r.subject, body)
+	if err != nil {
+		return false, fmt.Errorf("natsconf: direct get: %w", err)
+	}
+	switch status := m.Header.Get("Status"); status {
+	case "":
+		return true, nil
+	case "404":
+		return false, nil
+	default:
+		return false, fmt.Errorf("natsconf: direct get: status %s %s", status, m.Header.Get("Description"))
+	}
 }
 
 // Before returns up to n messages on subject whose sequence is less than
@@ -114,7 +137,7 @@ func (r *Reader) batch(ctx context.Context, req directRequest, max int) ([]Store
 			return nil, fmt.Errorf("natsconf: direct get: bad sequence header: %w", err)
 		}
 		stored, _ := time.Parse(time.RFC3339Nano, m.Header.Get(nats.JSTimeStamp))
-		out = append(out, StoredMsg{Seq: seq, Time: stored, Data: m.Data})
+		out = append(out, StoredMsg{Seq: seq, Time: stored, Header: m.Header, Data: m.Data})
 	}
 	return out, nil
 }

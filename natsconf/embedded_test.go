@@ -3,6 +3,7 @@ package natsconf_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -82,13 +83,13 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 
 	streams := []struct {
 		name     string
-		subject  string
+		subjects []string
 		maxMsgs  int64
 		maxAge   time.Duration
 		maxBytes int64
 	}{
-		{names.Rooms, "im.store.room.*", natsconf.DefaultRoomMaxMsgs, natsconf.DefaultRoomMaxAge, natsconf.DefaultRoomMaxBytes},
-		{names.Inbox, "im.store.user.*", natsconf.DefaultInboxMaxMsgs, natsconf.DefaultInboxMaxAge, natsconf.DefaultInboxMaxBytes},
+		{names.Rooms, []string{"im.store.room.*"}, natsconf.DefaultRoomMaxMsgs, natsconf.DefaultRoomMaxAge, natsconf.DefaultRoomMaxBytes},
+		{names.Inbox, []string{"im.store.user.*", "im.store.pending.*"}, natsconf.DefaultInboxMaxMsgs, natsconf.DefaultInboxMaxAge, natsconf.DefaultInboxMaxBytes},
 	}
 	for _, want := range streams {
 		st, err := js.Stream(ctx, want.name)
@@ -100,8 +101,8 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := info.Config
-		if len(c.Subjects) != 1 || c.Subjects[0] != want.subject {
-			t.Errorf("%s subjects = %q, want [%s]", want.name, c.Subjects, want.subject)
+		if !slices.Equal(c.Subjects, want.subjects) {
+			t.Errorf("%s subjects = %q, want %q", want.name, c.Subjects, want.subjects)
 		}
 		if c.MaxMsgsPerSubject != want.maxMsgs || c.MaxAge != want.maxAge || c.MaxBytes != want.maxBytes {
 			t.Errorf("%s limits = %d msgs/subject, %v, %d bytes; want %d, %v, %d",

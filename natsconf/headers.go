@@ -27,6 +27,11 @@ const (
 	// HeaderProbe on a request to a user subject asks edges holding a
 	// connection of that user to answer, without delivering anything.
 	HeaderProbe = "Natter-Probe"
+	// HeaderSeq on a pending dm entry names the seq of the stored dm.
+	HeaderSeq = "Natter-Seq"
+	// HeaderFirst on a connect event says the connection is its user's
+	// first on that edge (the user was not online there before).
+	HeaderFirst = "Natter-First"
 )
 
 // Control operations a handler can ask of an edge for one connection.

@@ -21,7 +21,7 @@ func (s Subjects) EdgePermissions() *server.Permissions {
 			p + ".cmd.*", p + ".evt.*",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
-			p + ".conn.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".edge.*", "_INBOX.>",
+			p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".edge.*", "_INBOX.>",
 		}},
 		Response: &server.ResponsePermission{MaxMsgs: 1},
 	}
@@ -34,7 +34,7 @@ func (s Subjects) HandlersPermissions() *server.Permissions {
 	p := s.prefix
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
-			p + ".conn.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*",
+			p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*",
 			"$JS.API.>", "$KV.>", "$SRV.>", "_INBOX.>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{

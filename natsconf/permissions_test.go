@@ -187,7 +187,7 @@ func TestEdgePermissionsEnforced(t *testing.T) {
 	}
 
 	// Allowed: listening to deliveries that handlers publish.
-	for _, subj := range []string{"im.room.x", "im.user.bob", "im.conn.c1", "im.bcast"} {
+	for _, subj := range []string{"im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast"} {
 		sub, err := edge.SubscribeSync(subj)
 		if err != nil {
 			t.Fatal(err)
@@ -220,7 +220,7 @@ func TestEdgePermissionsEnforced(t *testing.T) {
 	// Refused publishes: storing, publishing into rooms, users, connections
 	// or broadcast, JetStream, KV, services, replies nobody asked for.
 	for _, subj := range []string{
-		"im.store.room.x", "im.store.user.bob", "im.room.x", "im.user.bob", "im.conn.c1", "im.bcast",
+		"im.store.room.x", "im.store.user.bob", "im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast",
 		"$JS.API.STREAM.INFO.IM_ROOMS", "$KV.IM_MEMBERS.x.bob", "$SRV.PING", "_INBOX.nobody",
 	} {
 		if err := edge.Publish(subj, []byte("forged")); err != nil {
@@ -355,7 +355,7 @@ func TestHandlersPermissionsEnforced(t *testing.T) {
 		}
 		handlers.violation(t, "Publish to", s)
 	}
-	for _, s := range []string{"im.room.x", "im.user.bob", "im.conn.c1", "im.bcast", ">"} {
+	for _, s := range []string{"im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast", ">"} {
 		if _, err := handlers.Subscribe(s, func(*nats.Msg) {}); err != nil {
 			t.Fatal(err)
 		}

@@ -115,7 +115,7 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	inbox := jetstream.StreamConfig{
 		Name:              names.Inbox,
 		Description:       "natter direct messages",
-		Subjects:          []string{s.prefix + ".store.user.*"},
+		Subjects:          []string{s.prefix + ".store.user.*", s.prefix + ".store.pending.*"},
 		AllowRollup:       false,
 		DenyDelete:        false,
 		MaxMsgsPerSubject: cfg.InboxMaxMsgs,

@@ -58,8 +58,23 @@ func (s Subjects) Command(t string) (string, error) { return s.token("cmd", t) }
 // CommandGroup is the subject prefix handlers group their endpoints under.
 func (s Subjects) CommandGroup() string { return s.prefix + ".cmd" }
 
-// Conn is the subject of one connection: <prefix>.conn.<conn>.
-func (s Subjects) Conn(conn string) (string, error) { return s.token("conn", conn) }
+// Conn is the subject of one connection of an edge:
+// <prefix>.conn.<edge>.<conn>. An edge subscribes once to the subjects of
+// all its connections (EdgeConns), not once per connection.
+func (s Subjects) Conn(edge, conn string) (string, error) {
+	if !ValidName(edge) {
+		return "", fmt.Errorf("%w: edge %q", ErrBadName, edge)
+	}
+	return s.token("conn."+edge, conn)
+}
+
+// EdgeConns is the wildcard subject of every connection of edge.
+func (s Subjects) EdgeConns(edge string) (string, error) {
+	if !ValidName(edge) {
+		return "", fmt.Errorf("%w: edge %q", ErrBadName, edge)
+	}
+	return s.prefix + ".conn." + edge + ".*", nil
+}
 
 // User is the live delivery subject of one user: <prefix>.user.<user>.
 func (s Subjects) User(user string) (string, error) { return s.token("user", user) }
@@ -71,9 +86,14 @@ func (s Subjects) Room(room string) (string, error) { return s.token("room", roo
 // the stream republishes them to Room.
 func (s Subjects) RoomStore(room string) (string, error) { return s.token("store.room", room) }
 
-// InboxStore is the subject direct messages to user wait on in the inbox
-// stream until they are delivered (then they are deleted from it).
+// InboxStore is the subject every direct message to user is stored on in
+// the inbox stream: its sequence there is the dm's seq.
 func (s Subjects) InboxStore(user string) (string, error) { return s.token("store.user", user) }
+
+// InboxPending is the subject of the dms to user that no connection took
+// live, in the inbox stream: each entry names the stored dm's seq
+// (HeaderSeq) and is removed once a connection of user took it.
+func (s Subjects) InboxPending(user string) (string, error) { return s.token("store.pending", user) }
 
 // Edge is the liveness subject of one edge: the edge answers requests on it,
 // so "no responders" means the edge is gone.
@@ -117,7 +137,8 @@ func (k Kind) String() string {
 }
 
 // Parse splits a delivery subject (Conn, User, Room or Broadcast) into its
-// kind and name. Anything else is KindUnknown.
+// kind and name (for Conn, the connection's id). Anything else is
+// KindUnknown.
 func (s Subjects) Parse(subject string) (Kind, string) {
 	rest, ok := strings.CutPrefix(subject, s.prefix)
 	if !ok || len(rest) < 2 || rest[0] != '.' {
@@ -128,12 +149,21 @@ func (s Subjects) Parse(subject string) (Kind, string) {
 		return KindBroadcast, ""
 	}
 	kind, name, ok := strings.Cut(rest, ".")
-	if !ok || !ValidName(name) {
+	if !ok {
+		return KindUnknown, ""
+	}
+	if kind == "conn" {
+		// conn.<edge>.<conn>
+		edge, conn, ok := strings.Cut(name, ".")
+		if !ok || !ValidName(edge) || !ValidName(conn) {
+			return KindUnknown, ""
+		}
+		return KindConn, conn
+	}
+	if !ValidName(name) {
 		return KindUnknown, ""
 	}
 	switch kind {
-	case "conn":
-		return KindConn, name
 	case "user":
 		return KindUser, name
 	case "room":

@@ -15,7 +15,8 @@ var builders = []struct {
 	infix string // what follows the prefix
 }{
 	{"Command", natsconf.Subjects.Command, ".cmd."},
-	{"Conn", natsconf.Subjects.Conn, ".conn."},
+	{"Conn", func(s natsconf.Subjects, c string) (string, error) { return s.Conn("e1", c) }, ".conn.e1."},
+	{"InboxPending", natsconf.Subjects.InboxPending, ".store.pending."},
 	{"User", natsconf.Subjects.User, ".user."},
 	{"Room", natsconf.Subjects.Room, ".room."},
 	{"RoomStore", natsconf.Subjects.RoomStore, ".store.room."},
@@ -38,6 +39,18 @@ func TestBuildersRefuseBadNames(t *testing.T) {
 			if subj != "" {
 				t.Errorf("%s(%q) returned subject %q with an error", b.name, name, subj)
 			}
+		}
+	}
+}
+
+func TestConnRefusesBadEdge(t *testing.T) {
+	s := natsconf.MustSubjects("im")
+	for _, name := range badNames {
+		if subj, err := s.Conn(name, "c1"); !errors.Is(err, natsconf.ErrBadName) || subj != "" {
+			t.Errorf("Conn(%q, c1) = %q, %v; want ErrBadName", name, subj, err)
+		}
+		if subj, err := s.EdgeConns(name); !errors.Is(err, natsconf.ErrBadName) || subj != "" {
+			t.Errorf("EdgeConns(%q) = %q, %v; want ErrBadName", name, subj, err)
 		}
 	}
 }
@@ -84,7 +97,7 @@ func TestParseRoundTrip(t *testing.T) {
 			build func(natsconf.Subjects, string) (string, error)
 			kind  natsconf.Kind
 		}{
-			{natsconf.Subjects.Conn, natsconf.KindConn},
+			{func(s natsconf.Subjects, c string) (string, error) { return s.Conn("edge1", c) }, natsconf.KindConn},
 			{natsconf.Subjects.User, natsconf.KindUser},
 			{natsconf.Subjects.Room, natsconf.KindRoom},
 		} {

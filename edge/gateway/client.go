@@ -17,9 +17,9 @@ import (
 	"natter/natsconf"
 )
 
-// client is one WebSocket connection. Its frames are read and its commands
-// relayed on gws's read goroutine, one at a time, so they reach the handlers
-// in the order sent; everything written to it goes through its outbox.
+// client is one WebSocket connection. Its frames are read on gws's read
+// goroutine and its commands relayed in the order sent, many in flight (see
+// relayer); everything written to it goes through its outbox.
 type client struct {
 	g       *Gateway
 	ws      *gws.Conn
@@ -30,6 +30,7 @@ type client struct {
 	release func()      // gives back the connection's slots (per user, per IP)
 	out     outbox
 
+	relayer  relayer
 	limiter  *rate.Limiter // nil when rate limiting is off
 	lastSeen atomic.Int64  // unix nanoseconds of the last frame read
 	closing  atomic.Bool
@@ -38,8 +39,7 @@ type client struct {
 	bad, limited int
 
 	// Guarded by the hub's lock.
-	rooms   map[string]struct{}
-	connSub *nats.Subscription
+	rooms map[string]struct{}
 }
 
 func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.Identity) *client {
@@ -71,12 +71,13 @@ func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.I
 		overflow: func() { c.bye(protocol.ByeSlow, "client did not read fast enough") },
 		wg:       &g.wg,
 	}
+	c.relayer = relayer{c: c}
 	c.lastSeen.Store(time.Now().UnixNano())
 	return c
 }
 
-// send queues a frame for the client.
-func (c *client) send(frame []byte) { c.out.push(frame) }
+// send queues a frame for the client and reports whether it was queued.
+func (c *client) send(frame []byte) bool { return c.out.push(frame) }
 
 // writeBatch writes frames with one syscall. Without compression it frames
 // them itself (no allocation per frame); with it, gws compresses each.
@@ -95,13 +96,14 @@ func (c *client) writeBatch(frames [][]byte) error {
 }
 
 // deliver handles a message on the connection's own subject: a control
-// operation when it carries one, otherwise a frame to write.
-func (c *client) deliver(m *nats.Msg) {
+// operation when it carries one, otherwise a frame to write. It reports
+// whether the frame was queued (or the operation applied).
+func (c *client) deliver(m *nats.Msg) bool {
 	if op := m.Header.Get(natsconf.HeaderOp); op != "" {
 		c.apply(op, m.Header.Get(natsconf.HeaderRoom))
-		return
+		return true
 	}
-	c.send(m.Data)
+	return c.send(m.Data)
 }
 
 // apply carries out a handler's control operation.
@@ -211,32 +213,27 @@ func (c *client) badFrame(id string, err error) {
 	c.send(protocol.EncodeError(id, err))
 }
 
-// relay sends a command to its handler and writes the reply, after applying
-// the control operation the reply carries.
+// relay hands a command to the connection's relay queue.
 func (c *client) relay(cmd protocol.Command, data []byte) {
-	subject, err := c.g.cfg.Subjects.Command(cmd.Type)
-	if err != nil {
-		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeUnknownType, "unknown command type")))
-		return
-	}
-	reply, err := c.g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: data}, c.g.cfg.RequestTimeout)
-	if err != nil {
-		c.send(protocol.EncodeError(cmd.ID, requestError(cmd.Type, err)))
-		return
-	}
-	if len(reply.Data) == 0 {
+	c.relayer.push(pendingCommand{cmd: cmd, data: data})
+}
+
+// answer applies the outcome of one relayed command: the control operation
+// its reply carries, then the reply frame (a join with "since" also replays
+// the room).
+func (c *client) answer(cmd protocol.Command, op, room string, frame []byte) {
+	if len(frame) == 0 {
 		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeInternal, "empty reply from handler")))
 		return
 	}
-	op, room := reply.Header.Get(natsconf.HeaderOp), reply.Header.Get(natsconf.HeaderRoom)
 	if op == natsconf.OpSubscribe && cmd.Since != nil {
-		c.joinSince(cmd.ID, room, *cmd.Since, reply.Data)
+		c.joinSince(cmd.ID, room, *cmd.Since, frame)
 		return
 	}
 	if op != "" {
 		c.apply(op, room)
 	}
-	c.send(reply.Data)
+	c.send(frame)
 }
 
 // replayPage is how many stored messages one replay request asks for.

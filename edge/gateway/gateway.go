@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -58,14 +59,15 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	h, err := newHub(nc, cfg.Subjects)
+	edgeID := nuid.Next()
+	h, err := newHub(nc, cfg.Subjects, edgeID)
 	if err != nil {
 		return nil, err
 	}
 	g := &Gateway{
 		cfg:    cfg,
 		nc:     nc,
-		edgeID: nuid.Next(),
+		edgeID: edgeID,
 		hub:    h,
 		ids:    nuid.New(),
 		done:   make(chan struct{}),
@@ -198,10 +200,13 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 	// (and gets its bye) or sees the gateway closing.
 	g.lifeMu.Lock()
 	closing := g.closing.Load()
-	var err error
+	var (
+		err   error
+		first bool
+	)
 	if !closing {
 		g.loops.Add(1)
-		err = g.hub.add(c)
+		first, err = g.hub.add(c)
 	}
 	g.lifeMu.Unlock()
 	switch {
@@ -226,7 +231,14 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 		if err := g.nc.FlushTimeout(g.cfg.RequestTimeout); err != nil {
 			g.cfg.Logger.Warn("flush subscriptions", "conn", id, "err", err)
 		}
-		g.event(g.cfg.Subjects.EventConnect(), c, nil)
+		hdr := c.header
+		if first {
+			hdr = maps.Clone(c.header)
+			hdr.Set(natsconf.HeaderFirst, "1")
+		}
+		if err := g.nc.PublishMsg(&nats.Msg{Subject: g.cfg.Subjects.EventConnect(), Header: hdr}); err != nil {
+			g.cfg.Logger.Warn("lifecycle event not handled", "event", "connect", "conn", c.id, "err", err)
+		}
 	}
 	c.out.resume()
 	go func() {
@@ -259,6 +271,7 @@ func (g *Gateway) event(subject string, c *client, data []byte) {
 // closed unregisters a connection whose read loop ended.
 func (g *Gateway) closed(c *client) {
 	c.closing.Store(true)
+	c.relayer.stop()
 	c.out.close()
 	_ = c.raw.closeNow()
 	c.release()

@@ -25,6 +25,7 @@ type hub struct {
 	users   map[string]*fanout
 	rooms   map[string]*fanout
 	bcast   *nats.Subscription
+	conns   *nats.Subscription // every connection's subject of this edge
 }
 
 // fanout is one subscription shared by the local connections of a room or
@@ -76,7 +77,7 @@ func (cu *catchup) hold(seq uint64, frame []byte) {
 // (and reports as a slow consumer) what does not fit.
 const dispatchQueue = 1 << 16
 
-func newHub(nc *nats.Conn, subj natsconf.Subjects) (*hub, error) {
+func newHub(nc *nats.Conn, subj natsconf.Subjects, edgeID string) (*hub, error) {
 	h := &hub{
 		nc:      nc,
 		subj:    subj,
@@ -85,11 +86,17 @@ func newHub(nc *nats.Conn, subj natsconf.Subjects) (*hub, error) {
 		users:   map[string]*fanout{},
 		rooms:   map[string]*fanout{},
 	}
-	sub, err := nc.ChanSubscribe(subj.Broadcast(), h.msgs)
+	conns, err := subj.EdgeConns(edgeID)
 	if err != nil {
 		return nil, err
 	}
-	h.bcast = sub
+	if h.conns, err = nc.ChanSubscribe(conns, h.msgs); err != nil {
+		return nil, err
+	}
+	if h.bcast, err = nc.ChanSubscribe(subj.Broadcast(), h.msgs); err != nil {
+		_ = h.conns.Unsubscribe()
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -112,8 +119,8 @@ func (h *hub) route(m *nats.Msg) {
 		h.mu.RLock()
 		c := h.clients[name]
 		h.mu.RUnlock()
-		if c != nil {
-			c.deliver(m)
+		if c != nil && c.deliver(m) && m.Reply != "" {
+			_ = h.nc.Publish(m.Reply, nil) // queued: tell the sender
 		}
 		return
 	}
@@ -125,12 +132,13 @@ func (h *hub) route(m *nats.Msg) {
 		if f == nil {
 			return
 		}
-		if m.Header.Get(natsconf.HeaderProbe) == "" {
+		queued := m.Header.Get(natsconf.HeaderProbe) != ""
+		if !queued {
 			for c := range f.members {
-				c.send(m.Data)
+				queued = c.send(m.Data) || queued
 			}
 		}
-		if m.Reply != "" {
+		if queued && m.Reply != "" {
 			// Tell the inbox handler the dm reached a live connection.
 			_ = h.nc.Publish(m.Reply, nil)
 		}
@@ -166,25 +174,17 @@ func (h *hub) route(m *nats.Msg) {
 	}
 }
 
-// add registers c: its connection subject and its user's subject.
-func (h *hub) add(c *client) error {
-	connSubject, err := h.subj.Conn(c.id)
-	if err != nil {
-		return err
-	}
+// add registers c and subscribes its user's subject if c is the user's
+// first connection here; first reports that.
+func (h *hub) add(c *client) (first bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	sub, err := h.nc.ChanSubscribe(connSubject, h.msgs)
-	if err != nil {
-		return err
-	}
+	first = h.users[c.user] == nil
 	if err := h.joinLocked(h.users, h.subj.User, c.user, c); err != nil {
-		_ = sub.Unsubscribe()
-		return err
+		return false, err
 	}
-	c.connSub = sub
 	h.clients[c.id] = c
-	return nil
+	return first, nil
 }
 
 // remove unregisters c and returns the rooms it was in.
@@ -195,7 +195,6 @@ func (h *hub) remove(c *client) []string {
 		return nil
 	}
 	delete(h.clients, c.id)
-	_ = c.connSub.Unsubscribe()
 	h.leaveLocked(h.users, c.user, c)
 	rooms := make([]string, 0, len(c.rooms))
 	for room := range c.rooms {
@@ -317,15 +316,13 @@ func (h *hub) count() int {
 func (h *hub) close() {
 	h.mu.Lock()
 	_ = h.bcast.Unsubscribe()
+	_ = h.conns.Unsubscribe()
 	for _, set := range []map[string]*fanout{h.users, h.rooms} {
 		for name, f := range set {
 			_ = f.sub.Unsubscribe()
 			delete(set, name)
 		}
 	}
-	for id, c := range h.clients {
-		_ = c.connSub.Unsubscribe()
-		delete(h.clients, id)
-	}
+	clear(h.clients)
 	h.mu.Unlock()
 }

@@ -392,7 +392,7 @@ func TestKicked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	subject, err := natsconf.MustSubjects(natsconf.DefaultPrefix).Conn(c.conn)
+	subject, err := natsconf.MustSubjects(natsconf.DefaultPrefix).Conn(srv.Gateway().EdgeID(), c.conn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,20 +1,23 @@
 // Package inbox is the inbox handler: direct messages, delivered live or
-// stored until their target comes online.
+// kept until their target comes online.
 //
-// A "dm" is first stored on the target's subject in the inbox stream (its
-// seq is the stream sequence; a retry with the same client id is stored
-// once), then offered live with a request on the target user's subject:
-// every edge holding a connection of that user writes it to all of them and
-// answers. If one answered, the stored copy is deleted and the ack says
-// "delivered"; if none did, it stays, the ack says "stored", and it is
-// delivered when a connection of the user next opens. The inbox stream thus
-// holds exactly the messages not yet delivered.
+// Every "dm" is stored once, on the target's subject in the inbox stream
+// (its seq is the stream sequence; a retry with the same client id is stored
+// once), and then offered live with a request on the target user's subject:
+// every edge holding a connection of that user queues it to all of them and
+// answers. That is the whole hot path: one JetStream write and one request.
+// Nothing is deleted when a dm is delivered; the stream keeps the latest
+// dms of every user under its retention limits.
 //
-// Exactly one party delivers each message: for its first ownerWindow a
-// stored message belongs to the dm command that stored it (which offers it
-// live and deletes it if taken); after that, to whoever deletes it first on
-// a connect (deleting before offering makes that exclusive across copies of
-// the handler).
+// A dm that no connection took (the target is offline) is also written as a
+// pending entry on the target's pending subject, naming the dm's seq. When
+// a user's first connection on an edge opens, the edge says so in its
+// connect event and the handler delivers the pending dms to that
+// connection, oldest first, each with a request the edge answers once the
+// frame is queued, and only then removes the entry: a pending dm is never
+// removed before a connection took it. Delivery is at least once: in a race
+// between a dm and a connect, or a crash between delivering and removing,
+// a dm can reach a connection twice, with the same seq.
 package inbox
 
 import (
@@ -22,6 +25,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,10 +43,9 @@ const Name = "inbox"
 // liveTimeout bounds the wait for an edge to take a live delivery.
 const liveTimeout = time.Second
 
-// ownerWindow is how long a just-stored dm belongs to the command that
-// stored it: its live offer and delete take at most liveTimeout plus a
-// store round trip.
-const ownerWindow = 2 * liveTimeout
+// pendingPage is how many pending dms one read of a user's pending list
+// returns.
+const pendingPage = 100
 
 type handler struct {
 	nc     *nats.Conn
@@ -112,22 +116,40 @@ func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Respons
 	if err != nil {
 		return runtime.Response{}, runtime.StoreError(err)
 	}
-	status := protocol.StatusStored
-	switch {
-	case ack.Duplicate:
-		// A retry: say again what became of the first one.
-		if _, err := h.stream.GetMsg(ctx, ack.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
-			status = protocol.StatusDelivered
-		}
-	case h.offer(ctx, to, protocol.WithSeq(frame, ack.Sequence)):
-		status = protocol.StatusDelivered
-		if _, err := h.take(ctx, ack.Sequence); err != nil {
-			// Delivered, but still stored: it will be delivered again on
-			// the next connect. Better twice than never; the ack is true.
-			h.log.Warn("delivered dm not removed from the inbox", "seq", ack.Sequence, "err", err)
-		}
+	reply := func(status string) (runtime.Response, error) {
+		return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: status}}, nil
 	}
-	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: status}}, nil
+	if ack.Duplicate {
+		// A retry: say again what became of the first one, without
+		// delivering it twice.
+		pending, err := h.isPending(ctx, to, ack.Sequence)
+		if err != nil {
+			return runtime.Response{}, runtime.StoreError(err)
+		}
+		if pending {
+			return reply(protocol.StatusStored)
+		}
+		return reply(protocol.StatusDelivered)
+	}
+	live := protocol.WithSeq(frame, ack.Sequence)
+	if h.offer(ctx, to, live) {
+		return reply(protocol.StatusDelivered)
+	}
+	// Nobody took it: keep it pending, then offer it once more, since a
+	// connection that opened meanwhile may have looked for pending dms
+	// before the entry was there.
+	pendSubj, _ := h.subj.InboxPending(to)
+	pa, err := h.js.PublishMsg(ctx, &nats.Msg{Subject: pendSubj, Data: frame, Header: nats.Header{
+		natsconf.HeaderSeq: {strconv.FormatUint(ack.Sequence, 10)},
+	}}, jetstream.WithMsgID("pending:"+strconv.FormatUint(ack.Sequence, 10)))
+	if err != nil {
+		return runtime.Response{}, runtime.StoreError(err)
+	}
+	if h.offer(ctx, to, live) {
+		h.remove(ctx, pa.Sequence)
+		return reply(protocol.StatusDelivered)
+	}
+	return reply(protocol.StatusStored)
 }
 
 // online asks the edges whether user has a live connection, without
@@ -140,62 +162,117 @@ func (h *handler) online(ctx context.Context, user string) bool {
 	return err == nil
 }
 
-// offer delivers frame live to user's connections and reports whether an
-// edge took it.
-func (h *handler) offer(ctx context.Context, user string, frame []byte) bool {
-	subject, _ := h.subj.User(user)
+// offer delivers frame live on subject's connections (those of a user, or
+// one connection) and reports whether an edge queued it to one of them.
+func (h *handler) offerOn(ctx context.Context, subject string, frame []byte) bool {
 	ctx, cancel := context.WithTimeout(ctx, liveTimeout)
 	defer cancel()
 	_, err := h.nc.RequestWithContext(ctx, subject, frame)
 	return err == nil
 }
 
-// take deletes a stored message and reports whether this call deleted it
-// (false: someone else took it first).
-func (h *handler) take(ctx context.Context, seq uint64) (bool, error) {
-	err := h.stream.DeleteMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
-		return false, nil // already deleted
-	}
-	return err == nil, err
+func (h *handler) offer(ctx context.Context, user string, frame []byte) bool {
+	subject, _ := h.subj.User(user)
+	return h.offerOn(ctx, subject, frame)
 }
 
-// connect delivers the stored messages of a user whose connection opened,
-// oldest first. A message still owned by the dm that stored it is waited
-// for: that dm either delivers it or leaves it here.
-func (h *handler) connect(ctx context.Context, ev *runtime.Event) error {
-	if !natsconf.ValidName(ev.User) {
-		return errors.New("inbox: connect event without a valid user")
+// remove deletes a pending entry; one already gone is fine.
+func (h *handler) remove(ctx context.Context, seq uint64) {
+	err := h.stream.DeleteMsg(ctx, seq)
+	if err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		h.log.Warn("delivered dm still pending: it may be delivered again", "entry", seq, "err", err)
 	}
-	subject, _ := h.subj.InboxStore(ev.User)
-	next := uint64(0)
+}
+
+// pendingDM is one entry of a user's pending list.
+type pendingDM struct {
+	entry uint64 // the entry's own sequence
+	seq   uint64 // the dm's seq
+	frame []byte
+}
+
+// pending reads a page of user's pending dms after entry sequence after,
+// and reports whether there may be more.
+func (h *handler) pending(ctx context.Context, user string, after uint64) ([]pendingDM, bool, error) {
+	subject, _ := h.subj.InboxPending(user)
+	if any, err := h.reader.Any(ctx, subject, after); err != nil || !any {
+		return nil, false, err
+	}
+	msgs, err := h.reader.After(ctx, subject, after, pendingPage)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]pendingDM, 0, len(msgs))
+	for _, m := range msgs {
+		seq, err := strconv.ParseUint(m.Header.Get(natsconf.HeaderSeq), 10, 64)
+		if err != nil {
+			h.log.Warn("pending dm entry without a seq", "entry", m.Seq)
+			continue
+		}
+		out = append(out, pendingDM{entry: m.Seq, seq: seq, frame: m.Data})
+	}
+	return out, len(msgs) == pendingPage, nil
+}
+
+// isPending reports whether the dm seq to user is still pending.
+func (h *handler) isPending(ctx context.Context, user string, seq uint64) (bool, error) {
+	after := uint64(0)
 	for {
-		msgs, err := h.reader.After(ctx, subject, next, 100)
-		if err != nil || len(msgs) == 0 {
+		page, more, err := h.pending(ctx, user, after)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range page {
+			if p.seq == seq {
+				return true, nil
+			}
+			after = p.entry
+		}
+		if !more {
+			return false, nil
+		}
+	}
+}
+
+// connect delivers the pending dms of a user whose first connection on an
+// edge opened, oldest first, to that connection.
+func (h *handler) connect(ctx context.Context, ev *runtime.Event) error {
+	if !natsconf.ValidName(ev.User) || !natsconf.ValidName(ev.Conn) {
+		return errors.New("inbox: connect event without a valid user or connection")
+	}
+	if !ev.First {
+		return nil // the user was online on that edge: nothing is pending
+	}
+	conn, err := h.subj.Conn(ev.Edge, ev.Conn)
+	if err != nil {
+		return err
+	}
+	after := uint64(0)
+	for {
+		page, more, err := h.pending(ctx, ev.User, after)
+		if err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			if wait := time.Until(m.Time.Add(ownerWindow)); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				break // read again from this message
+		slices.SortFunc(page, func(a, b pendingDM) int { return cmpUint(a.seq, b.seq) })
+		for _, p := range page {
+			if !h.offerOn(ctx, conn, protocol.WithSeq(p.frame, p.seq)) {
+				return nil // the connection is gone: the rest stays pending
 			}
-			next = m.Seq
-			took, err := h.take(ctx, m.Seq)
-			if err != nil {
-				return err
-			}
-			if !took {
-				continue
-			}
-			if !h.offer(ctx, ev.User, protocol.WithSeq(m.Data, m.Seq)) {
-				// The user left again: keep the message for next time.
-				_, err := h.js.Publish(ctx, subject, m.Data)
-				return err
-			}
+			h.remove(ctx, p.entry)
+			after = max(after, p.entry)
+		}
+		if !more {
+			return nil
 		}
 	}
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

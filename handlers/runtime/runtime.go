@@ -6,9 +6,12 @@
 // bounded concurrency, panic recovery, and error replies in the protocol's
 // "error" frame.
 //
-// Commands of one connection reach a handler one at a time (the edge waits
-// for each reply before sending the next), so handlers run commands of
-// different connections concurrently without breaking per-connection order.
+// Commands of one connection reach a handler one request at a time: the
+// edge sends the next request only when the previous one is answered, and
+// the commands that queued up meanwhile travel together as one batch
+// (natsconf.HeaderBatch), which the runtime applies in order on one
+// goroutine. So handlers run commands of different connections
+// concurrently without breaking per-connection order.
 package runtime
 
 import (
@@ -120,7 +123,10 @@ type CommandFunc func(ctx context.Context, req *Request) (Response, error)
 // Event is a lifecycle event published by an edge.
 type Event struct {
 	Identity
-	Data []byte
+	// First is set on a connect event when the connection is its user's
+	// first on that edge.
+	First bool
+	Data  []byte
 }
 
 // EventFunc handles one event. When the event was sent as a request, the
@@ -189,7 +195,7 @@ func (s *Service) Handle(cmdType string, fn CommandFunc) error {
 func (s *Service) On(name, subject string, fn EventFunc) error {
 	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
 		s.run(inboundOf(r), func(ctx context.Context, in inbound) {
-			err := fn(ctx, &Event{Identity: identity(in.header), Data: in.data})
+			err := fn(ctx, &Event{Identity: identity(in.header), First: in.header.Get(natsconf.HeaderFirst) != "", Data: in.data})
 			if err != nil {
 				s.cfg.Logger.Warn("event failed", "handler", s.cfg.Name, "event", name, "err", err)
 				s.reply(in, nil, errorHeader("500", err.Error()))
@@ -250,15 +256,57 @@ func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
 }
 
 func (s *Service) serveCommand(ctx context.Context, in inbound, fn CommandFunc) {
-	cmd, err := protocol.DecodeCommand(in.data)
-	if err != nil {
-		s.replyError(in, cmd.ID, err)
+	if in.header.Get(natsconf.HeaderBatch) == "" {
+		res, err := s.runCommand(ctx, in.header, in.data, fn)
+		if err != nil {
+			s.replyError(in, res.id, err)
+			return
+		}
+		var hdr nats.Header
+		if res.Op != "" {
+			hdr = nats.Header{natsconf.HeaderOp: {res.Op}, natsconf.HeaderRoom: {res.Room}}
+		}
+		s.reply(in, res.Frame, hdr)
 		return
 	}
-	req := &Request{Identity: identity(in.header), Command: cmd}
-	if !natsconf.ValidName(req.User) || !natsconf.ValidName(req.Conn) {
-		s.replyError(in, cmd.ID, protocol.Errorf(protocol.CodeInternal, "command without identity"))
+	// A batch: several commands of one connection, applied in the order
+	// sent, each answered in the same order.
+	items, err := natsconf.SplitBatch(in.data)
+	if err != nil || len(items) > natsconf.MaxBatch {
+		s.replyError(in, "", protocol.Errorf(protocol.CodeInternal, "malformed batch"))
 		return
+	}
+	var body []byte
+	for _, item := range items {
+		res, err := s.runCommand(ctx, in.header, item, fn)
+		if err != nil {
+			res.Op, res.Room, res.Frame = "", "", protocol.EncodeError(res.id, asProtocolError(err))
+		}
+		body = natsconf.AppendBatchResult(body, res.BatchResult)
+	}
+	s.reply(in, body, nats.Header{natsconf.HeaderBatch: {"1"}})
+}
+
+// result is one command's outcome, with its id for error replies.
+type result struct {
+	natsconf.BatchResult
+	id string
+}
+
+// runCommand decodes and runs one command. An error it returns is what the
+// client is told (a *protocol.Error, or one that becomes "internal").
+func (s *Service) runCommand(ctx context.Context, header micro.Headers, data []byte, fn CommandFunc) (result, error) {
+	cmd, err := protocol.DecodeCommand(data)
+	if err != nil {
+		return result{id: cmd.ID}, err
+	}
+	res := result{id: cmd.ID}
+	req := &Request{Identity: identity(header), Command: cmd}
+	if !natsconf.ValidName(req.User) || !natsconf.ValidName(req.Conn) {
+		return res, protocol.Errorf(protocol.CodeInternal, "command without identity")
+	}
+	if err := ctx.Err(); err != nil {
+		return res, protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
 	}
 	resp, err := fn(ctx, req)
 	if err != nil {
@@ -269,23 +317,28 @@ func (s *Service) serveCommand(ctx context.Context, in inbound, fn CommandFunc) 
 				err = protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
 			}
 		}
-		s.replyError(in, cmd.ID, err)
-		return
+		return res, err
 	}
-	var hdr nats.Header
+	res.Frame = protocol.Encode(resp.Frame)
 	if resp.Op != nil {
-		hdr = nats.Header{natsconf.HeaderOp: {resp.Op.Name}, natsconf.HeaderRoom: {resp.Op.Room}}
+		res.Op, res.Room = resp.Op.Name, resp.Op.Room
 	}
-	s.reply(in, protocol.Encode(resp.Frame), hdr)
+	return res, nil
+}
+
+// asProtocolError is err as the client sees it: its own code, or "internal".
+func asProtocolError(err error) *protocol.Error {
+	var pe *protocol.Error
+	if !errors.As(err, &pe) {
+		pe = protocol.Errorf(protocol.CodeInternal, "internal error")
+	}
+	return pe
 }
 
 // replyError answers with the protocol's error frame, and micro's service
 // error headers so NATS tools see the failure.
 func (s *Service) replyError(in inbound, id string, err error) {
-	var pe *protocol.Error
-	if !errors.As(err, &pe) {
-		pe = protocol.Errorf(protocol.CodeInternal, "internal error")
-	}
+	pe := asProtocolError(err)
 	s.reply(in, protocol.EncodeError(id, pe), errorHeader(string(pe.Code), pe.Message))
 }
 
