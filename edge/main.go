@@ -1,12 +1,16 @@
 // Command edge runs natter's WebSocket edge.
 //
-//	go run ./edge                      # development: embedded NATS, every handler in-process
-//	edge -nats nats://n1:4222,n2:4222  # production: handlers run as their own processes
+//	go run ./edge                                       # development: embedded NATS, every handler in-process
+//	edge -nats nats://n1:4222 -jwt-public-key jwt.pem   # production: handlers run as their own processes
 //
 // Every flag has an environment twin NATTER_<NAME> (dashes become
 // underscores: -tls-cert is NATTER_TLS_CERT); a flag on the command line wins.
 // SIGINT or SIGTERM stops accepting, says bye ("shutdown") to every client,
 // drains NATS and exits 0.
+//
+// It fails closed: an auth flag given empty, an edge on -nats without a JWT
+// key (unless -dev), and -nats-listen on a non-loopback address without
+// -nats-auth are startup errors.
 package main
 
 import (
@@ -25,6 +29,7 @@ import (
 	"natter/edge/gateway"
 	"natter/edge/server"
 	"natter/natsconf"
+	"natter/natsconf/ops"
 )
 
 func main() {
@@ -35,74 +40,28 @@ func main() {
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	var (
-		cfg        server.Config
-		gw         = &cfg.Gateway
-		prefix     string
-		origins    string
-		rate       float64
-		jwtSecret  string
-		jwtKeyFile string
-		syncMode   string
-	)
-	fs.StringVar(&cfg.Addr, "addr", ":8080", "HTTP and WebSocket listen address")
-	fs.StringVar(&cfg.DataDir, "data", "./natter-data", "data directory of the embedded NATS server")
-	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server URLs, comma separated; empty starts an embedded server with every handler in-process")
-	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "also expose the embedded NATS server on this TCP address (e.g. 127.0.0.1:4222)")
-	fs.BoolVar(&cfg.NATSAuth, "nats-auth", false, "embedded NATS requires the edge and handlers users, each allowed only its own subjects")
-	fs.StringVar(&cfg.NATSEdgePassword, "nats-edge-password", "", "with -nats-auth: the edge user's password (default: made up)")
-	fs.StringVar(&cfg.NATSHandlersPassword, "nats-handlers-password", "", "with -nats-auth: the handlers user's password, for handlers run apart with -nats-listen (default: made up)")
-	fs.StringVar(&syncMode, "sync", "default", "embedded JetStream fsync: 'default' (every 2 minutes) or 'always'")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with -tls-key serves wss:// on -addr")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
-	fs.StringVar(&cfg.WSPath, "ws-path", "/ws", "WebSocket endpoint path")
-	fs.StringVar(&prefix, "prefix", natsconf.DefaultPrefix, "NATS subject prefix")
-	fs.StringVar(&origins, "allowed-origins", "", "browser origins allowed, comma separated (empty: any)")
-	fs.Float64Var(&rate, "rate", gateway.DefaultRate, "commands per second per connection (0: no limit)")
-	fs.IntVar(&gw.Burst, "burst", gateway.DefaultBurst, "commands a connection may send at once")
-	fs.IntVar(&gw.MaxFrame, "max-frame", gateway.DefaultMaxFrame, "largest client frame in bytes")
-	fs.DurationVar(&gw.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close connections silent for this long")
-	fs.IntVar(&gw.WriteQueueBytes, "write-queue", gateway.DefaultWriteQueueBytes, "bytes queued to one client before it is closed as slow")
-	fs.IntVar(&gw.MaxConnsPerUser, "max-conns-per-user", gateway.DefaultMaxConnsPerUser, "open connections per user (-1: no limit)")
-	fs.IntVar(&gw.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "open connections per client IP address (-1: no limit)")
-	fs.BoolVar(&gw.Compression, "compression", false, "accept permessage-deflate when a client asks for it")
-	fs.StringVar(&jwtSecret, "jwt-secret", "", "HS256 secret: require a JWT (switches development identity off)")
-	fs.StringVar(&jwtKeyFile, "jwt-public-key", "", "RS256/ES256 public key file (PEM): require a JWT (switches development identity off)")
-	cfg.Stores.RegisterFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	cfg.Logger = log
-	subj, err := natsconf.NewSubjects(prefix)
+	c, err := configure(args)
 	if err != nil {
 		return err
 	}
-	gw.Subjects = subj
-	if rate <= 0 {
-		rate = -1
+	cfg := c.server
+	cfg.Logger = log
+	if c.devIdentity {
+		log.Warn("DEVELOPMENT MODE: identity is taken from ?user= without any check; set -jwt-secret or -jwt-public-key in production")
 	}
-	gw.Rate = rate
-	if origins != "" {
-		gw.AllowedOrigins = strings.Split(origins, ",")
-	}
-	switch syncMode {
-	case "default":
-	case "always":
-		cfg.SyncAlways = true
-	default:
-		return fmt.Errorf("-sync must be 'default' or 'always', not %q", syncMode)
-	}
-	if jwtSecret != "" || jwtKeyFile != "" {
-		gw.Auth, err = auth.NewJWT(auth.JWTConfig{Secret: []byte(jwtSecret), PublicKeyFile: jwtKeyFile})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if c.debugAddr != "" {
+		debug, err := ops.ServeDebug(ctx, c.debugAddr, log)
 		if err != nil {
 			return err
 		}
-	} else {
-		gw.Auth = auth.Development{}
-		log.Warn("DEVELOPMENT MODE: identity is taken from ?user= without any check; set -jwt-secret or -jwt-public-key in production")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = debug.Stop(sctx)
+		}()
 	}
 
 	srv, err := server.Start(cfg)
@@ -117,10 +76,8 @@ func run(args []string) error {
 	if cfg.NATSURL == "" {
 		mode = "development (embedded NATS, data in " + cfg.DataDir + ")"
 	}
-	log.Info("natter edge listening", "addr", srv.Addr().String(), "websocket", scheme+"://"+srv.Addr().String()+cfg.WSPath, "mode", mode)
+	log.Info("natter edge listening", "addr", srv.Addr().String(), "websocket", scheme+"://"+srv.Addr().String()+cfg.WSPath, "mode", mode, "demo", cfg.Demo)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -145,25 +102,116 @@ wait:
 	return nil
 }
 
-// parse parses args, then fills every flag not given on the command line from
-// its environment twin NATTER_<NAME>.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// edgeConfig is what the command line and the environment ask for.
+type edgeConfig struct {
+	server      server.Config // without Logger
+	devIdentity bool          // server.Gateway.Auth takes ?user= unchecked
+	debugAddr   string        // pprof listen address; empty: none
+}
+
+// configure turns the flags in args and their environment twins into an
+// edgeConfig, refusing unsafe combinations.
+func configure(args []string) (edgeConfig, error) {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	var (
+		c         edgeConfig
+		cfg       = &c.server
+		gw        = &cfg.Gateway
+		prefix    string
+		origins   string
+		rate      float64
+		jwtCfg    auth.JWTConfig
+		jwtSecret string
+		dev       bool
+		syncMode  string
+	)
+	fs.StringVar(&cfg.Addr, "addr", ":8080", "HTTP and WebSocket listen address")
+	fs.StringVar(&cfg.DataDir, "data", "./natter-data", "data directory of the embedded NATS server")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server URLs, comma separated; empty starts an embedded server with every handler in-process")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "also expose the embedded NATS server on this TCP address (e.g. 127.0.0.1:4222); a non-loopback one needs -nats-auth")
+	fs.BoolVar(&cfg.NATSAuth, "nats-auth", false, "embedded NATS requires the edge and handlers users, each allowed only its own subjects")
+	fs.StringVar(&cfg.NATSEdgePassword, "nats-edge-password", "", "with -nats-auth: the edge user's password (default: made up)")
+	fs.StringVar(&cfg.NATSHandlersPassword, "nats-handlers-password", "", "with -nats-auth: the handlers user's password, for handlers run apart with -nats-listen (default: made up)")
+	fs.StringVar(&syncMode, "sync", "default", "embedded JetStream fsync: 'default' (every 2 minutes) or 'always'")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with -tls-key serves wss:// on -addr")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&cfg.WSPath, "ws-path", "/ws", "WebSocket endpoint path")
+	fs.StringVar(&prefix, "prefix", natsconf.DefaultPrefix, "NATS subject prefix")
+	fs.StringVar(&origins, "allowed-origins", "", "browser origins allowed, comma separated (empty: any)")
+	fs.Float64Var(&rate, "rate", gateway.DefaultRate, "commands per second per connection (0: no limit)")
+	fs.IntVar(&gw.Burst, "burst", gateway.DefaultBurst, "commands a connection may send at once")
+	fs.IntVar(&gw.MaxFrame, "max-frame", gateway.DefaultMaxFrame, "largest client frame in bytes")
+	fs.DurationVar(&gw.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close connections silent for this long")
+	fs.IntVar(&gw.WriteQueueBytes, "write-queue", gateway.DefaultWriteQueueBytes, "bytes queued to one client before it is closed as slow")
+	fs.IntVar(&gw.MaxConnsPerUser, "max-conns-per-user", gateway.DefaultMaxConnsPerUser, "open connections per user (-1: no limit)")
+	fs.IntVar(&gw.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "open connections per client IP address (-1: no limit)")
+	fs.BoolVar(&gw.Compression, "compression", false, "accept permessage-deflate when a client asks for it")
+	fs.StringVar(&jwtSecret, "jwt-secret", "", "HS256 secret: require a JWT (switches development identity off)")
+	fs.StringVar(&jwtCfg.PublicKeyFile, "jwt-public-key", "", "RS256/ES256 public key file (PEM): require a JWT (switches development identity off)")
+	fs.StringVar(&jwtCfg.Audience, "jwt-audience", "", "with a JWT key: the token's aud must contain this")
+	fs.StringVar(&jwtCfg.Issuer, "jwt-issuer", "", "with a JWT key: the token's iss must be this")
+	fs.BoolVar(&jwtCfg.AllowNoExpiry, "jwt-allow-no-exp", false, "with a JWT key: accept tokens without exp (they never expire)")
+	fs.BoolVar(&dev, "dev", false, "with -nats and no JWT key: take identities from ?user= unchecked (development only; the embedded mode does so without -dev)")
+	fs.BoolVar(&cfg.Demo, "demo", false, "serve the demo chat page at / (default: on in development mode, off otherwise)")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
+	cfg.Stores.RegisterFlags(fs)
+	p, err := ops.ParseFlags(fs, args)
+	if err != nil {
+		return c, err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if len(p.Args) > 0 {
+		return c, fmt.Errorf("unexpected argument %q", p.Args[0])
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "NATTER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok && !given[f.Name] && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
+
+	// Fail closed: an empty value given for an auth flag or -nats is a
+	// mistake (an unset variable, say), never a way to turn a check off or
+	// to fall back to development mode.
+	for _, name := range []string{"jwt-secret", "jwt-public-key", "jwt-audience", "jwt-issuer", "nats"} {
+		if p.Given[name] && fs.Lookup(name).Value.String() == "" {
+			return c, fmt.Errorf("-%s (or %s) is given but empty", name, ops.EnvName(name))
 		}
-	})
-	return err
+	}
+	useJWT := jwtSecret != "" || jwtCfg.PublicKeyFile != ""
+	switch {
+	case useJWT && dev:
+		return c, errors.New("-dev contradicts -jwt-secret and -jwt-public-key")
+	case !useJWT && (jwtCfg.Audience != "" || jwtCfg.Issuer != "" || jwtCfg.AllowNoExpiry):
+		return c, errors.New("-jwt-audience, -jwt-issuer and -jwt-allow-no-exp need -jwt-secret or -jwt-public-key")
+	case !useJWT && cfg.NATSURL != "" && !dev:
+		return c, errors.New("-nats needs -jwt-secret or -jwt-public-key; pass -dev to take identities from ?user= unchecked (development only)")
+	}
+	if cfg.NATSListen != "" && !cfg.NATSAuth && !ops.Loopback(cfg.NATSListen) {
+		return c, fmt.Errorf("-nats-listen %s is not a loopback address: add -nats-auth, or listen on 127.0.0.1", cfg.NATSListen)
+	}
+	if useJWT {
+		jwtCfg.Secret = []byte(jwtSecret)
+		if gw.Auth, err = auth.NewJWT(jwtCfg); err != nil {
+			return c, err
+		}
+	} else {
+		gw.Auth = auth.Development{}
+		c.devIdentity = true
+	}
+	if !p.Given["demo"] {
+		cfg.Demo = cfg.NATSURL == "" || dev
+	}
+
+	if gw.Subjects, err = natsconf.NewSubjects(prefix); err != nil {
+		return c, err
+	}
+	if rate <= 0 {
+		rate = -1
+	}
+	gw.Rate = rate
+	if origins != "" {
+		gw.AllowedOrigins = strings.Split(origins, ",")
+	}
+	switch syncMode {
+	case "default":
+	case "always":
+		cfg.SyncAlways = true
+	default:
+		return c, fmt.Errorf("-sync must be 'default' or 'always', not %q", syncMode)
+	}
+	return c, nil
 }

@@ -3,8 +3,10 @@
 //	go run ./handlers <name|all> -nats nats://127.0.0.1:4222
 //
 // Any number of copies of each handler can run; they share the work through
-// queue groups. SIGINT or SIGTERM stops taking commands, finishes the ones in
-// flight and drains the connection.
+// queue groups. Handler names and flags may come in any order. Every flag has
+// an environment twin NATTER_<NAME> (-replicas is NATTER_REPLICAS); a flag on
+// the command line wins. SIGINT or SIGTERM stops taking commands, finishes
+// the ones in flight and drains the connection.
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/ops"
 )
 
 func main() {
@@ -31,35 +34,24 @@ func main() {
 	}
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv("NATTER_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); ok {
-		return v
-	}
-	return def
-}
-
 func run(args []string) error {
 	fs := flag.NewFlagSet("handlers", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: handlers <%s|all> [flags]\n", strings.Join(registry.Names(), "|"))
+		fmt.Fprintln(fs.Output(), "Every flag has an environment twin NATTER_<NAME> (-replicas is NATTER_REPLICAS).")
 		fs.PrintDefaults()
 	}
-	natsURL := fs.String("nats", env("nats", "nats://127.0.0.1:4222"), "NATS server URLs, comma separated (env NATTER_NATS)")
-	prefix := fs.String("prefix", env("prefix", natsconf.DefaultPrefix), "subject prefix (env NATTER_PREFIX)")
+	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	prefix := fs.String("prefix", natsconf.DefaultPrefix, "subject prefix")
 	timeout := fs.Duration("timeout", runtime.DefaultTimeout, "deadline of one command")
+	debugAddr := fs.String("debug-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6061); empty: off")
 	var stores natsconf.StoreConfig
 	stores.RegisterFlags(fs)
-	var names []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		args = fs.Args()
-		if len(args) > 0 {
-			names = append(names, args[0])
-			args = args[1:]
-		}
+	parsed, err := ops.ParseFlags(fs, args)
+	if err != nil {
+		return err
 	}
+	names := parsed.Args
 	if len(names) == 0 {
 		fs.Usage()
 		return fmt.Errorf("name a handler")
@@ -72,12 +64,23 @@ func run(args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *debugAddr != "" {
+		debug, err := ops.ServeDebug(ctx, *debugAddr, logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = debug.Stop(sctx)
+		}()
+	}
 	nc, err := natsconf.Connect(*natsURL, "natter-handlers "+strings.Join(names, ","))
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	set, err := registry.Start(startCtx, nc, runtime.Config{Subjects: subj, Timeout: *timeout, Logger: logger}, stores, names...)
 	cancel()

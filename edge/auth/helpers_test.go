@@ -21,10 +21,11 @@ import (
 // testSecret is an HS256 secret of the minimum length.
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
-// claims builds token claims: sub plus extra key/value pairs. (For a token
-// without sub, build a jwt.MapClaims directly.)
+// claims builds token claims: sub, exp in an hour (NewJWT requires exp by
+// default) and extra key/value pairs, which may replace exp. (For a token
+// without sub or exp, build a jwt.MapClaims directly.)
 func claims(sub string, kv ...any) jwt.MapClaims {
-	c := jwt.MapClaims{"sub": sub}
+	c := jwt.MapClaims{"sub": sub, "exp": unix(time.Hour)}
 	for i := 0; i+1 < len(kv); i += 2 {
 		c[kv[i].(string)] = kv[i+1]
 	}

@@ -49,6 +49,13 @@ type JWTConfig struct {
 	// Leeway is the clock skew allowed for exp and nbf; zero means the
 	// default 30s (DefaultLeeway). Negative is an error.
 	Leeway time.Duration
+	// Audience, when set, must be one of the token's aud values.
+	Audience string
+	// Issuer, when set, must be the token's iss.
+	Issuer string
+	// AllowNoExpiry accepts tokens without exp, which never expire. By
+	// default a token must have one.
+	AllowNoExpiry bool
 }
 
 // natterClaims are the claims of a natter token.
@@ -83,19 +90,21 @@ var _ Authenticator = (*jwtAuth)(nil)
 // header (scheme case-insensitive). It accepts a token when:
 //
 //   - its algorithm is the one the key allows and its signature verifies;
-//   - exp, if present, is not past and nbf, if present, is not in the
-//     future, both allowing Leeway; exp is optional, so a token without it
-//     never expires (issuers should always set it); iat, iss and aud are
-//     not checked;
+//   - exp is present (unless AllowNoExpiry) and not past, and nbf, if
+//     present, is not in the future, both allowing Leeway; iat is not
+//     checked;
+//   - aud contains Audience and iss is Issuer, each when set;
 //   - sub is present; a sub that is not a valid user id (PROTOCOL.md,
 //     "Names") gives [ErrBadUser], every other failure [ErrUnauthorized].
 //
 // The optional claim "natter", {"rooms": ["lobby", "team-*"], "broadcast":
 // true}, fills Identity.Rooms and Identity.Broadcast. A missing (or null)
 // rooms gives nil Rooms: any room. An empty list gives an empty non-nil
-// slice: no room. Broadcast is false unless the claim grants it. Room
-// patterns are taken as given; see [protocol.RoomAllowed]. A natter claim of the
-// wrong shape makes the token malformed.
+// slice: no room. Broadcast is false unless the claim grants it. Each room
+// pattern must be a valid room name, or a valid name prefix (possibly empty)
+// followed by one trailing '*' (see [protocol.RoomAllowed]); any other
+// pattern, like a natter claim of the wrong shape, makes the token
+// unauthorized.
 func NewJWT(cfg JWTConfig) (Authenticator, error) {
 	if cfg.Leeway < 0 {
 		return nil, errors.New("auth: JWTConfig.Leeway is negative")
@@ -123,10 +132,17 @@ func NewJWT(cfg JWTConfig) (Authenticator, error) {
 	default:
 		return nil, errors.New("auth: JWTConfig: set one of Secret and PublicKeyFile")
 	}
-	a.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{a.alg}),
-		jwt.WithLeeway(leeway),
-	)
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{a.alg}), jwt.WithLeeway(leeway)}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if !cfg.AllowNoExpiry {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	a.parser = jwt.NewParser(opts...)
 	return a, nil
 }
 
@@ -198,6 +214,9 @@ func (a *jwtAuth) Authenticate(r *http.Request) (Identity, error) {
 	if c.Sub == nil {
 		return Identity{}, fmt.Errorf("%w: token has no sub", ErrUnauthorized)
 	}
+	if c.Natter != nil && !validRoomPatterns(c.Natter.Rooms) {
+		return Identity{}, fmt.Errorf("%w: natter claim has an invalid room pattern", ErrUnauthorized)
+	}
 	if !validName(*c.Sub) {
 		return Identity{}, fmt.Errorf("%w: token sub is not a valid user id", ErrBadUser)
 	}
@@ -207,6 +226,18 @@ func (a *jwtAuth) Authenticate(r *http.Request) (Identity, error) {
 		id.Broadcast = c.Natter.Broadcast
 	}
 	return id, nil
+}
+
+// validRoomPatterns reports whether every pattern is a valid room name, or
+// a valid name prefix followed by one '*', or a lone '*' (any room).
+func validRoomPatterns(patterns []string) bool {
+	for _, p := range patterns {
+		name := strings.TrimSuffix(p, "*")
+		if p != "*" && !validName(name) {
+			return false
+		}
+	}
+	return true
 }
 
 // keyFunc returns the verification key. The parser has already checked that
@@ -235,6 +266,12 @@ func (a *jwtAuth) reason(tok *jwt.Token, err error) string {
 		return "token expired"
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return "token not valid yet"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "token lacks a required claim (exp, aud or iss)"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong audience"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong issuer"
 	default:
 		return "invalid token"
 	}

@@ -112,8 +112,8 @@ func TestJWTHS256(t *testing.T) {
 		{name: "RS256 to HS256 authenticator", tok: sign(t, jwt.SigningMethodRS256, rsaPriv, claims("alice")), wantErr: ErrUnauthorized},
 
 		{name: "missing sub", tok: hs256(t, jwt.MapClaims{"exp": unix(time.Hour)}), wantErr: ErrUnauthorized},
-		{name: "null sub", tok: hs256(t, jwt.MapClaims{"sub": nil}), wantErr: ErrUnauthorized},
-		{name: "numeric sub", tok: hs256(t, jwt.MapClaims{"sub": 42}), wantErr: ErrUnauthorized},
+		{name: "null sub", tok: hs256(t, jwt.MapClaims{"sub": nil, "exp": unix(time.Hour)}), wantErr: ErrUnauthorized},
+		{name: "numeric sub", tok: hs256(t, jwt.MapClaims{"sub": 42, "exp": unix(time.Hour)}), wantErr: ErrUnauthorized},
 		{name: "empty sub", tok: hs256(t, claims("")), wantErr: ErrBadUser},
 		{name: "dotted sub", tok: hs256(t, claims("a.b")), wantErr: ErrBadUser},
 		{name: "wildcard sub >", tok: hs256(t, claims(">")), wantErr: ErrBadUser},
@@ -163,6 +163,70 @@ func TestJWTNatterClaim(t *testing.T) {
 		{name: "rooms not strings", tok: natter(map[string]any{"rooms": []int{1}}), wantErr: ErrUnauthorized},
 		{name: "rooms a string", tok: natter(map[string]any{"rooms": "lobby"}), wantErr: ErrUnauthorized},
 		{name: "broadcast a string", tok: natter(map[string]any{"broadcast": "yes"}), wantErr: ErrUnauthorized},
+	})
+}
+
+// TestJWTRoomPatterns: every rooms pattern of the natter claim must be a
+// valid room name, optionally followed by one '*', or a lone '*'.
+func TestJWTRoomPatterns(t *testing.T) {
+	a := newJWT(t, JWTConfig{Secret: testSecret})
+	rooms := func(p ...string) string {
+		return hs256(t, claims("alice", "natter", map[string]any{"rooms": p}))
+	}
+	long := strings.Repeat("r", maxNameLen)
+	var cases []authCase
+	for _, ok := range [][]string{{"lobby"}, {"team-*"}, {"*"}, {"a:b_c-D9"}, {long}, {long + "*"}, {"lobby", "team-*", "*"}} {
+		cases = append(cases, authCase{name: "ok " + strings.Join(ok, " "), tok: rooms(ok...), want: Identity{User: "alice", Rooms: ok}})
+	}
+	for _, bad := range [][]string{{"team-a,*"}, {"a*b"}, {"**"}, {"*a"}, {""}, {"a.b"}, {"a b"}, {"a>"}, {"team-*", "lob by"}, {long + "r"}, {long + "r*"}} {
+		cases = append(cases, authCase{name: "bad " + strings.Join(bad, " "), tok: rooms(bad...), wantErr: ErrUnauthorized})
+	}
+	// A bad pattern is refused even when the sub is bad too: 401, not 400.
+	cases = append(cases, authCase{name: "bad pattern and bad sub", tok: hs256(t, claims("a.b", "natter", map[string]any{"rooms": []string{"a*b"}})), wantErr: ErrUnauthorized})
+	runAuthCases(t, a, cases)
+}
+
+// TestJWTExpiry: exp is required unless AllowNoExpiry.
+func TestJWTExpiry(t *testing.T) {
+	noExp := hs256(t, jwt.MapClaims{"sub": "alice"})
+	withExp := hs256(t, claims("alice"))
+	expired := hs256(t, claims("alice", "exp", unix(-time.Hour)))
+	runAuthCases(t, newJWT(t, JWTConfig{Secret: testSecret}), []authCase{
+		{name: "no exp", tok: noExp, wantErr: ErrUnauthorized},
+		{name: "null exp", tok: hs256(t, jwt.MapClaims{"sub": "alice", "exp": nil}), wantErr: ErrUnauthorized},
+		{name: "exp", tok: withExp, want: Identity{User: "alice"}},
+		{name: "expired", tok: expired, wantErr: ErrUnauthorized},
+	})
+	t.Run("AllowNoExpiry", func(t *testing.T) {
+		runAuthCases(t, newJWT(t, JWTConfig{Secret: testSecret, AllowNoExpiry: true}), []authCase{
+			{name: "no exp", tok: noExp, want: Identity{User: "alice"}},
+			{name: "exp", tok: withExp, want: Identity{User: "alice"}},
+			{name: "expired", tok: expired, wantErr: ErrUnauthorized},
+		})
+	})
+}
+
+// TestJWTAudienceIssuer: aud and iss are checked when configured, and not
+// otherwise.
+func TestJWTAudienceIssuer(t *testing.T) {
+	tok := func(kv ...any) string { return hs256(t, claims("alice", kv...)) }
+	alice := Identity{User: "alice"}
+	runAuthCases(t, newJWT(t, JWTConfig{Secret: testSecret, Audience: "natter", Issuer: "https://id.example"}), []authCase{
+		{name: "both right", tok: tok("aud", "natter", "iss", "https://id.example"), want: alice},
+		{name: "aud list", tok: tok("aud", []string{"other", "natter"}, "iss", "https://id.example"), want: alice},
+		{name: "no aud", tok: tok("iss", "https://id.example"), wantErr: ErrUnauthorized},
+		{name: "empty aud", tok: tok("aud", "", "iss", "https://id.example"), wantErr: ErrUnauthorized},
+		{name: "wrong aud", tok: tok("aud", "chat", "iss", "https://id.example"), wantErr: ErrUnauthorized},
+		{name: "aud list without it", tok: tok("aud", []string{"a", "b"}, "iss", "https://id.example"), wantErr: ErrUnauthorized},
+		{name: "no iss", tok: tok("aud", "natter"), wantErr: ErrUnauthorized},
+		{name: "wrong iss", tok: tok("aud", "natter", "iss", "https://evil.example"), wantErr: ErrUnauthorized},
+		{name: "iss differs in case", tok: tok("aud", "natter", "iss", "https://ID.example"), wantErr: ErrUnauthorized},
+	})
+	t.Run("not configured", func(t *testing.T) {
+		runAuthCases(t, newJWT(t, JWTConfig{Secret: testSecret}), []authCase{
+			{name: "any aud and iss", tok: tok("aud", "whatever", "iss", "anyone"), want: alice},
+			{name: "none", tok: tok(), want: alice},
+		})
 	})
 }
 
@@ -216,7 +280,7 @@ func TestJWTPublicKeys(t *testing.T) {
 			{name: "valid", tok: rs(claims("alice", "exp", unix(time.Hour), "natter", map[string]any{"rooms": []string{"lobby"}, "broadcast": true})), want: Identity{User: "alice", Rooms: []string{"lobby"}, Broadcast: true}},
 			{name: "expired", tok: rs(claims("alice", "exp", unix(-time.Hour))), wantErr: ErrUnauthorized},
 			{name: "bad sub", tok: rs(claims("a.b")), wantErr: ErrBadUser},
-			{name: "missing sub", tok: rs(jwt.MapClaims{}), wantErr: ErrUnauthorized},
+			{name: "missing sub", tok: rs(jwt.MapClaims{"exp": unix(time.Hour)}), wantErr: ErrUnauthorized},
 			{name: "other RSA key", tok: sign(t, jwt.SigningMethodRS256, rsaOther, claims("alice")), wantErr: ErrUnauthorized},
 			{name: "RS512 same key", tok: sign(t, jwt.SigningMethodRS512, rsaPriv, claims("alice")), wantErr: ErrUnauthorized},
 			{name: "PS256 same key", tok: sign(t, jwt.SigningMethodPS256, rsaPriv, claims("alice")), wantErr: ErrUnauthorized},

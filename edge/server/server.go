@@ -59,6 +59,9 @@ type Config struct {
 	CertCheckInterval time.Duration
 	// WSPath is the WebSocket endpoint (default "/ws").
 	WSPath string
+	// Demo serves the demo chat page at / besides the JS SDK at
+	// /natter.js, which is always served.
+	Demo bool
 	// Gateway configures the WebSocket gateway.
 	Gateway gateway.Config
 	// Stores configures retention of the embedded mode's streams.
@@ -239,7 +242,11 @@ func (s *Server) startEmbedded() error {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+s.cfg.WSPath, s.gw)
-	mux.Handle("/", web.Handler()) // the JS SDK (/natter.js) and the demo page
+	var webOpts []web.Option
+	if s.cfg.Demo {
+		webOpts = append(webOpts, web.WithDemo())
+	}
+	mux.Handle("/", web.Handler(webOpts...)) // the JS SDK (/natter.js), and the demo page if asked for
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() || !s.nc.IsConnected() || (s.hnc != nil && !s.hnc.IsConnected()) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)

@@ -1,10 +1,12 @@
 // Package web serves natter's browser assets, embedded in the binary: the
 // JavaScript SDK at /natter.js (an ES module for browsers, Node.js and WeChat
-// mini-programs) and a demo chat page at / with its stylesheet and script.
+// mini-programs) and, when asked for, a demo chat page at / with its
+// stylesheet and script.
 //
 // The edge mounts it next to its WebSocket endpoint:
 //
-//	mux.Handle("GET /", web.Handler())
+//	mux.Handle("GET /", web.Handler())                // the SDK only
+//	mux.Handle("GET /", web.Handler(web.WithDemo()))  // the SDK and the demo page
 //
 // The page connects to the WebSocket endpoint of the origin it was loaded
 // from (ws://host/ws, or wss:// on an https page); ?ws=URL points it at
@@ -42,16 +44,34 @@ var contentTypes = map[string]string{
 const csp = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; " +
 	"style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
+// sdkFile is the one file served without the demo page.
+const sdkFile = "natter.js"
+
 type handler struct {
 	files http.Handler
-	etags map[string]string // file name in static/ -> strong ETag
+	etags map[string]string // file name in static/ -> strong ETag, for every file served
 }
 
-// Handler returns the http.Handler of the SDK and the demo page: GET (and
-// HEAD) of /, /natter.js and every other file of the page, with an ETag so
-// that browsers revalidate cheaply; 404 for anything else, 405 for other
-// methods.
-func Handler() http.Handler {
+// Option changes what Handler serves.
+type Option func(*options)
+
+type options struct {
+	demo bool
+}
+
+// WithDemo makes Handler serve the demo chat page too: / (index.html),
+// app.js and style.css.
+func WithDemo() Option { return func(o *options) { o.demo = true } }
+
+// Handler returns the http.Handler of the SDK, and of the demo page with
+// WithDemo: GET (and HEAD) of /natter.js, and with the demo of / and every
+// other file of the page, with an ETag so that browsers revalidate
+// cheaply; 404 for anything else, 405 for other methods.
+func Handler(opts ...Option) http.Handler {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
 		panic("web: " + err.Error()) // the embed pattern guarantees the folder
@@ -60,6 +80,9 @@ func Handler() http.Handler {
 	err = fs.WalkDir(sub, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
+		}
+		if name != sdkFile && !o.demo {
+			return nil
 		}
 		b, err := fs.ReadFile(sub, name)
 		if err != nil {
@@ -102,7 +125,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Content-Security-Policy", csp)
 		hd.Set("Referrer-Policy", "no-referrer")
 	}
-	if name == "natter.js" {
+	if name == sdkFile {
 		// The SDK may be imported by pages of other origins.
 		hd.Set("Access-Control-Allow-Origin", "*")
 	}

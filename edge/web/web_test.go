@@ -29,7 +29,7 @@ func body(t *testing.T, res *http.Response) string {
 }
 
 func TestServesTheSDKAndThePage(t *testing.T) {
-	h := Handler()
+	h := Handler(WithDemo())
 	for _, tc := range []struct {
 		path, ctype, contains string
 	}{
@@ -55,7 +55,7 @@ func TestServesTheSDKAndThePage(t *testing.T) {
 }
 
 func TestPageHeaders(t *testing.T) {
-	res := get(t, Handler(), http.MethodGet, "/", nil)
+	res := get(t, Handler(WithDemo()), http.MethodGet, "/", nil)
 	csp := res.Header.Get("Content-Security-Policy")
 	for _, want := range []string{"script-src 'self'", "connect-src 'self' ws: wss:"} {
 		if !strings.Contains(csp, want) {
@@ -68,7 +68,7 @@ func TestPageHeaders(t *testing.T) {
 }
 
 func TestHeadAndRevalidation(t *testing.T) {
-	h := Handler()
+	h := Handler(WithDemo())
 	res := get(t, h, http.MethodHead, "/natter.js", nil)
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("HEAD: status %d", res.StatusCode)
@@ -89,8 +89,27 @@ func TestHeadAndRevalidation(t *testing.T) {
 	}
 }
 
-func TestRefuses(t *testing.T) {
+// Without WithDemo only the SDK is served.
+func TestSDKOnly(t *testing.T) {
 	h := Handler()
+	res := get(t, h, http.MethodGet, "/natter.js", nil)
+	if res.StatusCode != http.StatusOK || !strings.Contains(body(t, res), "export function connect(") {
+		t.Errorf("GET /natter.js: status %d, want 200 and the SDK", res.StatusCode)
+	}
+	if got := res.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Errorf("natter.js: Access-Control-Allow-Origin %q, want *", got)
+	}
+	for _, path := range []string{"/", "/index.html", "/app.js", "/style.css"} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			if res := get(t, h, method, path, nil); res.StatusCode != http.StatusNotFound {
+				t.Errorf("%s %s without the demo: status %d, want 404", method, path, res.StatusCode)
+			}
+		}
+	}
+}
+
+func TestRefuses(t *testing.T) {
+	h := Handler(WithDemo())
 	for _, tc := range []struct {
 		method, path string
 		status       int

@@ -2,10 +2,13 @@ package runtime
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"strings"
+	"time"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"time"
 
 	"natter/edge/protocol"
 	"natter/natsconf"
@@ -49,11 +52,19 @@ func Body(cmd protocol.Command) error {
 // of the same command is stored once while the same id reused for another
 // room or user is another message. Commands without an id are not
 // deduplicated.
+//
+// Each part is base64url-encoded and the parts are joined with '.', which
+// that alphabet lacks: two different commands never share an id, and the
+// id holds no space or control character that a NATS header could trim
+// or mangle (ids "k" and "k " stay apart).
 func MsgID(req *Request) string {
 	if req.Command.ID == "" {
 		return ""
 	}
-	return req.User + "\x1f" + req.Command.Room + "\x1f" + req.Command.To + "\x1f" + req.Command.ID
+	enc := base64.RawURLEncoding.EncodeToString
+	return strings.Join([]string{
+		enc([]byte(req.User)), enc([]byte(req.Command.Room)), enc([]byte(req.Command.To)), enc([]byte(req.Command.ID)),
+	}, ".")
 }
 
 // Now is the server timestamp of a message, in unix milliseconds.
