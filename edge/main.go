@@ -143,6 +143,8 @@ func configure(args []string) (edgeConfig, error) {
 	fs.IntVar(&gw.MaxFrame, "max-frame", gateway.DefaultMaxFrame, "largest client frame in bytes")
 	fs.DurationVar(&gw.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close connections silent for this long")
 	fs.IntVar(&gw.WriteQueueBytes, "write-queue", gateway.DefaultWriteQueueBytes, "bytes queued to one client before it is closed as slow")
+	fs.IntVar(&gw.MaxRooms, "max-rooms", gateway.DefaultMaxRooms, "rooms one connection may be in (a join past it: error too_many_rooms)")
+	fs.DurationVar(&gw.LazyDelay, "presence-delay", gateway.DefaultLazyDelay, "how long presence frames may wait to share a write with others")
 	fs.IntVar(&gw.MaxConnsPerUser, "max-conns-per-user", gateway.DefaultMaxConnsPerUser, "open connections per user (-1: no limit)")
 	fs.IntVar(&gw.MaxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "open connections per client IP address (-1: no limit)")
 	fs.BoolVar(&gw.Compression, "compression", false, "accept permessage-deflate when a client asks for it")

@@ -17,8 +17,10 @@ type batchConn struct {
 	writeTimeout time.Duration
 
 	closing atomic.Bool // set once the connection is being closed
+	pool    *bufPool    // write buffers shared by connections (nil: none)
 
 	mu        sync.Mutex
+	deadline  time.Time // the write deadline set last
 	batching  bool
 	buf       []byte
 	lingering bool
@@ -26,9 +28,29 @@ type batchConn struct {
 	closeOnce sync.Once
 }
 
-// maxRetainedBatch is the largest batch buffer kept for reuse between
-// batches; a larger one is dropped so an idle connection holds no big buffer.
+// maxRetainedBatch is the largest batch buffer put back in the pool; a
+// larger one is dropped.
 const maxRetainedBatch = 64 << 10
+
+// bufPool holds the write buffers of a gateway's connections: a connection
+// holds one only while it writes, so an idle one holds none.
+type bufPool struct{ p sync.Pool }
+
+func (bp *bufPool) get() []byte {
+	if bp != nil {
+		if b, ok := bp.p.Get().(*[]byte); ok {
+			return (*b)[:0]
+		}
+	}
+	return nil
+}
+
+func (bp *bufPool) put(b []byte) {
+	if bp != nil && cap(b) <= maxRetainedBatch && cap(b) > 0 {
+		b = b[:0]
+		bp.p.Put(&b)
+	}
+}
 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -45,12 +67,17 @@ func (b *batchConn) Write(p []byte) (int, error) {
 const closeTimeout = time.Second
 
 func (b *batchConn) writeNow(p []byte) (int, error) {
-	timeout := b.writeTimeout
 	if b.closing.Load() {
-		timeout = closeTimeout
-	}
-	if timeout > 0 {
-		_ = b.Conn.SetWriteDeadline(time.Now().Add(timeout))
+		_ = b.Conn.SetWriteDeadline(time.Now().Add(closeTimeout))
+	} else if b.writeTimeout > 0 {
+		// Moving the deadline costs a timer update: do it only when less
+		// than three quarters of the timeout is left, so a write always
+		// gets at least that.
+		now := time.Now()
+		if b.deadline.Sub(now) < b.writeTimeout*3/4 {
+			b.deadline = now.Add(b.writeTimeout)
+			_ = b.Conn.SetWriteDeadline(b.deadline)
+		}
 	}
 	return b.Conn.Write(p)
 }
@@ -82,11 +109,8 @@ func (b *batchConn) flushLocked() error {
 		return nil
 	}
 	_, err := b.writeNow(b.buf)
-	if cap(b.buf) > maxRetainedBatch {
-		b.buf = nil
-	} else {
-		b.buf = b.buf[:0]
-	}
+	b.pool.put(b.buf)
+	b.buf = nil
 	return err
 }
 
@@ -98,6 +122,9 @@ func (b *batchConn) flushLocked() error {
 func (b *batchConn) writeTextFrames(payloads [][]byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.buf == nil {
+		b.buf = b.pool.get()
+	}
 	for _, p := range payloads {
 		b.buf = appendTextHeader(b.buf, len(p))
 		b.buf = append(b.buf, p...)

@@ -195,22 +195,22 @@ func TestBatchConnEndReturnsWriteError(t *testing.T) {
 }
 
 func TestBatchConnBufferRetention(t *testing.T) {
-	b := &batchConn{Conn: &bcConn{}}
+	b := &batchConn{Conn: &bcConn{}, pool: &bufPool{}}
 	b.begin()
 	bcWrite(t, b, strings.Repeat("s", 1000))
 	if err := b.end(); err != nil {
 		t.Fatal(err)
 	}
-	if b.buf == nil || len(b.buf) != 0 {
-		t.Fatalf("small batch buffer: len %d, nil %v; want kept and empty", len(b.buf), b.buf == nil)
+	if b.buf != nil {
+		t.Fatalf("an idle connection holds a write buffer of cap %d", cap(b.buf))
 	}
 	b.begin()
 	bcWrite(t, b, strings.Repeat("L", maxRetainedBatch+1))
 	if err := b.end(); err != nil {
 		t.Fatal(err)
 	}
-	if b.buf != nil {
-		t.Fatalf("large batch buffer of cap %d retained", cap(b.buf))
+	if got := b.pool.get(); cap(got) > maxRetainedBatch {
+		t.Fatalf("large batch buffer of cap %d pooled", cap(got))
 	}
 }
 
@@ -238,8 +238,14 @@ func TestBatchConnDeadlines(t *testing.T) {
 	if err := b.end(); err != nil {
 		t.Fatal(err)
 	}
-	if _, n := fake.lastDeadline(); n != 2 {
-		t.Fatal("the batch write set no deadline")
+	if _, n := fake.lastDeadline(); n != 1 {
+		t.Fatal("the batch write moved a deadline that was still far enough")
+	}
+	b.deadline = time.Now().Add(time.Hour / 2) // half the timeout left
+	before = time.Now()
+	bcWrite(t, b, "z")
+	if d, n := fake.lastDeadline(); n != 2 || d.Before(before.Add(time.Hour)) {
+		t.Fatalf("deadline %v (%d set), want moved to now+1h once less than 3/4 of the timeout was left", d, n)
 	}
 
 	// Once expedited, every write is bounded by closeTimeout.

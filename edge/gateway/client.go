@@ -35,8 +35,8 @@ type client struct {
 	lastSeen atomic.Int64  // unix nanoseconds of the last frame read
 	closing  atomic.Bool
 
-	// Read goroutine only.
-	bad, limited int
+	limited int // read goroutine only: rate-limited commands in a row
+	bad     int // relay goroutine only: bad frames in a row
 
 	// Guarded by the hub's lock.
 	rooms map[string]struct{}
@@ -70,6 +70,7 @@ func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.I
 		write:    c.writeBatch,
 		overflow: func() { c.bye(protocol.ByeSlow, "client did not read fast enough") },
 		wg:       &g.wg,
+		later:    g.lazy.add,
 	}
 	c.relayer = relayer{c: c}
 	c.lastSeen.Store(time.Now().UnixNano())
@@ -110,14 +111,22 @@ func (c *client) deliver(m *nats.Msg) bool {
 func (c *client) apply(op, room string) {
 	switch op {
 	case natsconf.OpSubscribe:
-		if err := c.g.hub.joinRoom(c, room, false); err != nil {
-			c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
-		}
+		c.subscribe(room)
 	case natsconf.OpUnsubscribe:
 		c.g.hub.leaveRoom(c, room)
 	case natsconf.OpKick:
 		c.bye(protocol.ByeKicked, "closed by the server")
 	}
+}
+
+// subscribe makes c receive room's messages and reports whether the edge
+// had to subscribe to the room for it.
+func (c *client) subscribe(room string) bool {
+	subscribed, err := c.g.hub.joinRoom(c, room, false)
+	if err != nil {
+		c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
+	}
+	return subscribed
 }
 
 // bye sends a "bye" frame and closes the connection, without blocking the
@@ -162,60 +171,43 @@ func closeCode(code protocol.ByeCode) uint16 {
 	}
 }
 
-// onMessage handles one client frame on the read goroutine.
+// onMessage handles one client frame on the read goroutine: it only checks
+// what needs no decoding (kind, size, rate) and queues the frame for the
+// relay goroutine, which decodes and answers every frame in order. So the
+// read goroutine, which every idle connection keeps, stays shallow (small
+// stack), and a ping's pong comes after the replies to what preceded it.
 func (c *client) onMessage(msg *gws.Message) {
 	defer msg.Close()
 	if c.closing.Load() {
 		return // lingering after a bye: read and drop
 	}
 	c.touch()
-	if msg.Opcode != gws.OpcodeText {
-		c.badFrame("", protocol.Errorf(protocol.CodeBadFrame, "binary frames are not accepted; send JSON text"))
-		return
-	}
-	data := msg.Bytes()
-	if len(data) > c.g.cfg.MaxFrame {
-		c.badFrame("", protocol.Errorf(protocol.CodeTooLarge, "frame larger than the limit"))
-		return
-	}
-	cmd, err := protocol.DecodeCommand(data)
-	if err != nil {
-		c.badFrame(cmd.ID, err)
-		return
-	}
-	c.bad = 0
-	if c.limiter != nil && !c.limiter.Allow() {
+	switch data := msg.Bytes(); {
+	case msg.Opcode != gws.OpcodeText:
+		c.relayer.push(inbound{fault: protocol.Errorf(protocol.CodeBadFrame, "binary frames are not accepted; send JSON text")})
+	case len(data) > c.g.cfg.MaxFrame:
+		c.relayer.push(inbound{fault: protocol.Errorf(protocol.CodeTooLarge, "frame larger than the limit")})
+	case c.limiter != nil && !c.limiter.Allow():
 		c.limited++
 		if c.limited > c.g.cfg.MaxBadFrames {
 			c.bye(protocol.ByeRateLimited, "too many commands")
 			return
 		}
-		c.send(protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeRateLimited, "slow down")))
-		return
+		c.relayer.push(inbound{data: data, limited: true})
+	default:
+		c.limited = 0
+		c.relayer.push(inbound{data: data})
 	}
-	c.limited = 0
-	if cmd.Type == protocol.TypePing {
-		c.send(protocol.EncodePong(cmd.ID))
-		return
-	}
-	c.relay(cmd, data)
 }
 
 // badFrame answers a frame that could not be used and closes a client that
-// sends too many in a row.
+// sends too many in a row. Relay goroutine only.
 func (c *client) badFrame(id string, err error) {
 	c.bad++
-	if c.bad >= c.g.cfg.MaxBadFrames {
-		c.send(protocol.EncodeError(id, err))
-		c.bye(protocol.ByeBadClient, "too many bad frames")
-		return
-	}
 	c.send(protocol.EncodeError(id, err))
-}
-
-// relay hands a command to the connection's relay queue.
-func (c *client) relay(cmd protocol.Command, data []byte) {
-	c.relayer.push(pendingCommand{cmd: cmd, data: data})
+	if c.bad >= c.g.cfg.MaxBadFrames {
+		c.bye(protocol.ByeBadClient, "too many bad frames")
+	}
 }
 
 // answer applies the outcome of one relayed command: the control operation
@@ -230,7 +222,16 @@ func (c *client) answer(cmd protocol.Command, op, room string, frame []byte) {
 		c.joinSince(cmd.ID, room, *cmd.Since, frame)
 		return
 	}
-	if op != "" {
+	if op == natsconf.OpSubscribe {
+		// "joined" promises the room's messages from here on: when the
+		// edge had to subscribe for it, the server must have the
+		// subscription first.
+		if c.subscribe(room) {
+			if err := c.g.nc.FlushTimeout(c.g.cfg.RequestTimeout); err != nil {
+				c.g.cfg.Logger.Warn("flush room subscription", "room", room, "err", err)
+			}
+		}
+	} else if op != "" {
 		c.apply(op, room)
 	}
 	c.send(frame)
@@ -247,7 +248,7 @@ const replayPage = protocol.MaxHistoryLimit
 // fails the client gets an error for the join and a bye "shutdown": it
 // reconnects and joins again with since, rather than live with a gap.
 func (c *client) joinSince(id, room string, since uint64, joined []byte) {
-	if err := c.g.hub.joinRoom(c, room, true); err != nil {
+	if _, err := c.g.hub.joinRoom(c, room, true); err != nil {
 		c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
 	}
 	// Once the server has the subscription, every message stored after
@@ -259,7 +260,7 @@ func (c *client) joinSince(id, room string, since uint64, joined []byte) {
 	// and must not hide newer live messages).
 	cursor, replayed := since, uint64(0)
 	for {
-		msgs, err := c.replay(room, cursor)
+		msgs, more, err := c.replay(room, cursor)
 		if err != nil {
 			c.g.hub.leaveRoom(c, room)
 			c.send(protocol.EncodeError(id, err))
@@ -267,38 +268,45 @@ func (c *client) joinSince(id, room string, since uint64, joined []byte) {
 			return
 		}
 		for _, m := range msgs {
-			c.send(m.frame)
+			if !c.send(m.frame) {
+				return // the connection is closing (too slow, or gone)
+			}
 			cursor = max(cursor, m.seq)
 			replayed = max(replayed, m.seq)
 		}
-		if len(msgs) < replayPage && c.g.hub.endCatchUp(c, room, replayed) {
+		// Pages are bounded by bytes as well as by count: the page says
+		// whether more follow. A handler from before "more" only tells
+		// by a full page, so a full page is read on from either way.
+		if !more && len(msgs) < replayPage && c.g.hub.endCatchUp(c, room, replayed) {
 			return
 		}
 	}
 }
 
-// replay asks the rooms handler for the stored messages of room after seq.
-func (c *client) replay(room string, after uint64) ([]seqFrame, error) {
+// replay asks the rooms handler for the stored messages of room after seq:
+// one page, and whether the room holds more after it.
+func (c *client) replay(room string, after uint64) ([]seqFrame, bool, error) {
 	subject, err := c.g.cfg.Subjects.Command(protocol.TypeHistory)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req := protocol.Encode(protocol.Command{Type: protocol.TypeHistory, Room: room, After: &after, Limit: replayPage})
 	reply, err := c.g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: req}, c.g.cfg.RequestTimeout)
 	if err != nil {
-		return nil, requestError(protocol.TypeHistory, err)
+		return nil, false, requestError(protocol.TypeHistory, err)
 	}
 	var page struct {
 		Type     string            `json:"type"`
 		Code     protocol.Code     `json:"code"`
 		Message  string            `json:"message"`
 		Messages []json.RawMessage `json:"messages"`
+		More     bool              `json:"more"`
 	}
 	if err := json.Unmarshal(reply.Data, &page); err != nil {
-		return nil, protocol.Errorf(protocol.CodeInternal, "bad replay page")
+		return nil, false, protocol.Errorf(protocol.CodeInternal, "bad replay page")
 	}
 	if page.Type == protocol.FrameError {
-		return nil, protocol.Errorf(page.Code, page.Message)
+		return nil, false, protocol.Errorf(page.Code, page.Message)
 	}
 	out := make([]seqFrame, 0, len(page.Messages))
 	for _, m := range page.Messages {
@@ -306,11 +314,11 @@ func (c *client) replay(room string, after uint64) ([]seqFrame, error) {
 			Seq uint64 `json:"seq"`
 		}
 		if json.Unmarshal(m, &s) != nil {
-			return nil, protocol.Errorf(protocol.CodeInternal, "bad replayed message")
+			return nil, false, protocol.Errorf(protocol.CodeInternal, "bad replayed message")
 		}
 		out = append(out, seqFrame{seq: s.Seq, frame: m})
 	}
-	return out, nil
+	return out, page.More && len(out) > 0, nil
 }
 
 func requestError(cmdType string, err error) *protocol.Error {

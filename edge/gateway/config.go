@@ -53,6 +53,14 @@ type Config struct {
 	// rejoins with since), because handlers may have forgotten their
 	// memberships meanwhile (default 15s, below the rooms handler's sweep).
 	ResyncAfter time.Duration
+	// MaxRooms bounds the rooms one connection may be in (default 256); a
+	// join past it is answered "too_many_rooms".
+	MaxRooms int
+	// LazyDelay is how long a frame that may wait (presence) waits for
+	// others to share its write (default 200ms): in a busy room every join
+	// is announced to every member, and one write per announcement is
+	// what made joins cost O(members).
+	LazyDelay time.Duration
 	// Compression enables permessage-deflate when a client asks for it.
 	Compression bool
 	// ReadBufferSize is each connection's read buffer (default 1 KiB).
@@ -75,6 +83,8 @@ const (
 	DefaultMaxConnsPerUser = 32
 	DefaultMaxConnsPerIP   = 1024
 	DefaultResyncAfter     = 15 * time.Second
+	DefaultLazyDelay       = 200 * time.Millisecond
+	DefaultMaxRooms        = 256
 	hardFrameFactor        = 16
 )
 
@@ -95,6 +105,8 @@ func (c *Config) validate() error {
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.ReadBufferSize, DefaultReadBufferSize)
 	setDefault(&c.ResyncAfter, DefaultResyncAfter)
+	setDefault(&c.LazyDelay, DefaultLazyDelay)
+	setDefault(&c.MaxRooms, DefaultMaxRooms)
 	setDefault(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	if c.Logger == nil {

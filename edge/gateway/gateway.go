@@ -44,6 +44,8 @@ type Gateway struct {
 	perUser  connCounter
 	perIP    connCounter
 
+	lazy     lazyFlusher
+	bufs     bufPool      // write buffers of the connections
 	natsDown atomic.Int64 // unix nanoseconds the NATS connection was lost
 
 	lifeMu  sync.Mutex // orders registering connections with Shutdown
@@ -98,9 +100,10 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		h.close()
 		return nil, err
 	}
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go func() { defer g.wg.Done(); h.dispatch(g.done) }()
 	go func() { defer g.wg.Done(); g.reapIdle() }()
+	go func() { defer g.wg.Done(); g.lazy.run(g.done, cfg.LazyDelay) }()
 	return g, nil
 }
 
@@ -157,7 +160,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release()
 		return
 	}
-	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout}
+	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout, pool: &g.bufs}
 	// net/http's reader is 4 KiB; an idle connection keeps a smaller one
 	// unless the client already sent bytes past the upgrade request.
 	br := brw.Reader

@@ -165,7 +165,11 @@ func (h *hub) route(m *nats.Msg) {
 					continue
 				}
 			}
-			c.send(frame)
+			if seq == 0 {
+				c.out.pushLazy(frame) // presence can wait for company
+			} else {
+				c.send(frame)
+			}
 		}
 	case natsconf.KindBroadcast:
 		for _, c := range h.clients {
@@ -207,22 +211,33 @@ func (h *hub) remove(c *client) []string {
 
 // joinRoom makes c receive room's messages. With catchUp, its live
 // messages are held until endCatchUp, while the caller replays stored ones.
-func (h *hub) joinRoom(c *client, room string, catchUp bool) error {
+// It reports whether that made the edge subscribe to the room (its first
+// local member).
+func (h *hub) joinRoom(c *client, room string, catchUp bool) (subscribed bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.clients[c.id] != c {
-		return nil // closed meanwhile
+		return false, nil // closed meanwhile
 	}
 	if _, ok := c.rooms[room]; !ok {
+		subscribed = h.rooms[room] == nil
 		if err := h.joinLocked(h.rooms, h.subj.Room, room, c); err != nil {
-			return err
+			return false, err
 		}
 		c.rooms[room] = struct{}{}
 	}
 	if catchUp {
 		h.rooms[room].members[c] = &member{held: &catchup{limit: c.g.cfg.WriteQueueBytes}}
 	}
-	return nil
+	return subscribed, nil
+}
+
+// roomCount returns how many rooms c is in, and whether room is one.
+func (h *hub) roomCount(c *client, room string) (int, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, in := c.rooms[room]
+	return len(c.rooms), in
 }
 
 // endCatchUp ends c's replay of room at seq replayed: it queues the held live

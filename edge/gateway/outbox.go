@@ -15,6 +15,9 @@ type outbox struct {
 	write    func(frames [][]byte) error // writes one batch
 	overflow func()                      // called once, when the bound is passed
 	wg       *sync.WaitGroup             // owner of the writer goroutines
+	// later is called (without o.mu held) when a lazy frame waits with no
+	// writer running: its owner calls flush within its lazy delay.
+	later func(*outbox)
 
 	mu      sync.Mutex
 	frames  [][]byte
@@ -23,6 +26,7 @@ type outbox struct {
 	writing bool
 	closed  bool
 	paused  bool          // frames are queued but not written until resume
+	waiting bool          // lazy frames wait for flush (later was called)
 	sealed  bool          // no more frames; those queued are still written
 	idle    chan struct{} // closed when a sealed outbox has written all
 }
@@ -30,9 +34,24 @@ type outbox struct {
 // maxIdleFrames is the largest frame slice an idle outbox keeps for reuse.
 const maxIdleFrames = 8
 
-// push queues frame. It returns false when the outbox is closed or the frame
-// would pass the bound (which closes it).
-func (o *outbox) push(frame []byte) bool {
+// push queues frame for writing now. It returns false when the outbox is
+// closed or the frame would pass the bound (which closes it).
+func (o *outbox) push(frame []byte) bool { return o.enqueue(frame, false) }
+
+// pushLazy queues a frame that may wait a little (up to the owner's lazy
+// delay) so that it goes out in one write with others: presence, which a
+// busy room sends to every member on every join. A frame pushed after it
+// takes it along at once; order is kept either way.
+func (o *outbox) pushLazy(frame []byte) bool { return o.enqueue(frame, true) }
+
+// flush starts writing lazy frames that wait.
+func (o *outbox) flush() {
+	o.mu.Lock()
+	o.waiting = false
+	o.startWriterAndUnlock()
+}
+
+func (o *outbox) enqueue(frame []byte, lazy bool) bool {
 	o.mu.Lock()
 	if o.closed || o.sealed {
 		o.mu.Unlock()
@@ -47,6 +66,15 @@ func (o *outbox) push(frame []byte) bool {
 	}
 	o.frames = append(o.frames, frame)
 	o.queued += len(frame)
+	if lazy && o.later != nil && !o.writing {
+		schedule := !o.waiting
+		o.waiting = true
+		o.mu.Unlock()
+		if schedule {
+			o.later(o)
+		}
+		return true
+	}
 	o.startWriterAndUnlock()
 	return true
 }

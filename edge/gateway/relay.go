@@ -16,26 +16,40 @@ import (
 // batch of consecutive commands of one type, see natsconf.HeaderBatch), so
 // a client that pipelines pays one round trip per batch, not per command.
 // Handlers apply a batch in order, so commands take effect in the order sent
-// and replies come back in that order. A relay goroutine exists only while
-// commands wait; the read goroutine blocks when too many wait (the client
-// is then no longer read: TCP back-pressure).
+// and replies come back in that order; pings and bad frames are answered in
+// their place in that order too. A relay goroutine exists only while frames
+// wait; the read goroutine blocks when too many wait (the client is then no
+// longer read: TCP back-pressure).
 type relayer struct {
 	c *client
 
 	mu       sync.Mutex
-	queue    []pendingCommand
+	queue    []inbound
 	bytes    int
 	running  bool
 	stopped  bool
 	hasSpace *sync.Cond // signalled when the queue shrinks or stops
 }
 
-// pendingCommand is a decoded command and its frame as received (a copy:
-// gws reuses its read buffers).
-type pendingCommand struct {
-	cmd  protocol.Command
-	data []byte
+// inbound is a frame as read (a copy: gws reuses its read buffers), or the
+// fault of one that could not be read.
+type inbound struct {
+	data    []byte
+	fault   *protocol.Error // binary or too large: answered, never decoded
+	limited bool            // over the rate limit: answered rate_limited
 }
+
+// pendingCommand is a decoded frame: a command to relay, or one answered
+// in its place by the edge itself (reply: a pong or rate_limited error;
+// fault: a bad frame, with the id if one could be read).
+type pendingCommand struct {
+	cmd   protocol.Command
+	data  []byte
+	reply []byte
+	fault error
+}
+
+func (p *pendingCommand) local() bool { return p.reply != nil || p.fault != nil }
 
 // Bounds of a connection's relay queue and of one batch.
 const (
@@ -43,23 +57,23 @@ const (
 	maxBatchBytes     = 64 << 10
 )
 
-// push queues a command, waiting while the queue is full, and starts the
+// push queues a frame, waiting while the queue is full, and starts the
 // relay goroutine if none runs.
-func (r *relayer) push(pc pendingCommand) {
-	pc.data = append([]byte(nil), pc.data...)
+func (r *relayer) push(in inbound) {
+	in.data = append([]byte(nil), in.data...)
 	r.mu.Lock()
 	if r.hasSpace == nil {
 		r.hasSpace = sync.NewCond(&r.mu)
 	}
-	for !r.stopped && (len(r.queue) >= maxQueuedCommands || r.bytes+len(pc.data) > r.limit()) && len(r.queue) > 0 {
+	for !r.stopped && (len(r.queue) >= maxQueuedCommands || r.bytes+len(in.data) > r.limit()) && len(r.queue) > 0 {
 		r.hasSpace.Wait()
 	}
 	if r.stopped {
 		r.mu.Unlock()
 		return
 	}
-	r.queue = append(r.queue, pc)
-	r.bytes += len(pc.data)
+	r.queue = append(r.queue, in)
+	r.bytes += len(in.data)
 	start := !r.running
 	r.running = true
 	r.mu.Unlock()
@@ -69,8 +83,8 @@ func (r *relayer) push(pc pendingCommand) {
 	}
 }
 
-// limit is the most bytes of commands queued to one connection: two
-// frames of the largest size, or one batch.
+// limit is the most bytes of frames queued to one connection: two frames
+// of the largest size, or one batch.
 func (r *relayer) limit() int { return max(r.c.g.cfg.MaxFrame*2, maxBatchBytes) }
 
 // stop drops what is queued and releases a read goroutine waiting for space.
@@ -84,10 +98,10 @@ func (r *relayer) stop() {
 	r.mu.Unlock()
 }
 
-// next takes the next batch off the queue: the first command and the ones
-// of the same type right behind it, within the batch bounds. It returns
-// nil, and marks the goroutine gone, when nothing waits.
-func (r *relayer) next() []pendingCommand {
+// take removes up to MaxBatch frames (within maxBatchBytes, at least one)
+// from the queue. It returns nil, and marks the goroutine gone, when
+// nothing waits.
+func (r *relayer) take() []inbound {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.queue) == 0 || r.stopped || r.c.closing.Load() {
@@ -99,13 +113,12 @@ func (r *relayer) next() []pendingCommand {
 		return nil
 	}
 	n, size := 1, len(r.queue[0].data)
-	for n < len(r.queue) && n < natsconf.MaxBatch && r.queue[n].cmd.Type == r.queue[0].cmd.Type &&
-		size+len(r.queue[n].data) <= maxBatchBytes {
+	for n < len(r.queue) && n < natsconf.MaxBatch && size+len(r.queue[n].data) <= maxBatchBytes {
 		size += len(r.queue[n].data)
 		n++
 	}
-	batch := make([]pendingCommand, n)
-	copy(batch, r.queue)
+	taken := make([]inbound, n)
+	copy(taken, r.queue)
 	clear(r.queue[:n])
 	r.queue = r.queue[n:]
 	if len(r.queue) == 0 {
@@ -113,14 +126,84 @@ func (r *relayer) next() []pendingCommand {
 	}
 	r.bytes -= size
 	r.hasSpace.Broadcast()
-	return batch
+	return taken
 }
 
 func (r *relayer) run() {
 	defer r.c.g.wg.Done()
-	for batch := r.next(); batch != nil; batch = r.next() {
-		r.send(batch)
+	c := r.c
+	for taken := r.take(); taken != nil; taken = r.take() {
+		ready := decode(taken)
+		for len(ready) > 0 {
+			if p := &ready[0]; p.local() {
+				if p.fault != nil {
+					c.badFrame(p.cmd.ID, p.fault)
+				} else {
+					c.bad = 0
+					c.send(p.reply)
+				}
+				ready = ready[1:]
+				continue
+			}
+			c.bad = 0
+			n := 1
+			for n < len(ready) && !ready[n].local() && ready[n].cmd.Type == ready[0].cmd.Type {
+				n++
+			}
+			if ready[0].cmd.Type == protocol.TypeJoin && c.limitRooms(ready[:n]) {
+				continue // some became errors: group again
+			}
+			r.send(ready[:n])
+			ready = ready[n:]
+		}
 	}
+}
+
+// limitRooms answers with too_many_rooms each join of joins (in order)
+// that would take the connection past MaxRooms, and reports whether it
+// answered any.
+func (c *client) limitRooms(joins []pendingCommand) bool {
+	limited := false
+	seen := map[string]bool{}
+	for i := range joins {
+		room := joins[i].cmd.Room
+		n, in := c.g.hub.roomCount(c, room)
+		if in || seen[room] {
+			continue
+		}
+		if n+len(seen) >= c.g.cfg.MaxRooms {
+			joins[i] = pendingCommand{cmd: protocol.Command{ID: joins[i].cmd.ID}, reply: protocol.EncodeError(joins[i].cmd.ID,
+				protocol.Errorf(protocol.CodeTooManyRooms, "in too many rooms: leave one first"))}
+			limited = true
+			continue
+		}
+		seen[room] = true
+	}
+	return limited
+}
+
+// decode turns frames into commands to relay, or into what answers them.
+func decode(taken []inbound) []pendingCommand {
+	out := make([]pendingCommand, len(taken))
+	for i, in := range taken {
+		p := &out[i]
+		if in.fault != nil {
+			p.fault = in.fault
+			continue
+		}
+		cmd, err := protocol.DecodeCommand(in.data)
+		switch {
+		case err != nil:
+			p.cmd.ID, p.fault = cmd.ID, err
+		case in.limited:
+			p.reply = protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeRateLimited, "slow down"))
+		case cmd.Type == protocol.TypePing:
+			p.reply = protocol.EncodePong(cmd.ID)
+		default:
+			p.cmd, p.data = cmd, in.data
+		}
+	}
+	return out
 }
 
 // send relays one batch and answers each of its commands in order.

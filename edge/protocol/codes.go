@@ -16,6 +16,9 @@ const (
 	CodeOffline     Code = "offline"
 	CodeUnavailable Code = "unavailable"
 	CodeInternal    Code = "internal"
+	// CodeTooManyRooms: a join past the per-connection room limit
+	// (protocol v1.1).
+	CodeTooManyRooms Code = "too_many_rooms"
 )
 
 // ByeCode is the reason of a "bye" frame sent just before the server closes

@@ -734,7 +734,10 @@ func TestProtectSlowConsumer(t *testing.T) {
 		}()
 	}
 	t.Cleanup(func() {
-		for _, s := range ss {
+		for i, s := range ss {
+			if bad := s.bad.Load(); t.Failed() && bad != nil {
+				t.Logf("sender %d (%d acks) got %.300s", i, s.acks.Load(), bad)
+			}
 			_ = s.Close()
 			<-s.ended
 		}

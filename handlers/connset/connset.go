@@ -34,6 +34,14 @@ type Set map[string]string
 // Add puts conn (held by edge) in the set at key and reports whether it was
 // the set's first connection.
 func (s *Store) Add(ctx context.Context, key, conn, edge string) (first bool, err error) {
+	// Most sets are new: try to create one in a single round trip.
+	_, err = s.kv.Create(ctx, key, mustJSON(Set{conn: edge}))
+	if err == nil {
+		return true, nil
+	}
+	if !isConflict(err) {
+		return false, err
+	}
 	before, _, err := s.change(ctx, key, func(set Set) bool {
 		if set[conn] == edge {
 			return false

@@ -48,13 +48,14 @@ const liveTimeout = time.Second
 const pendingPage = 100
 
 type handler struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	subj   natsconf.Subjects
-	stream jetstream.Stream
-	reader *natsconf.Reader
-	store  bool // keep dms for offline users (else: error offline)
-	log    *slog.Logger
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subj    natsconf.Subjects
+	stream  jetstream.Stream
+	reader  *natsconf.Reader
+	store   bool // keep dms for offline users (else: error offline)
+	log     *slog.Logger
+	replies *replies
 }
 
 // Start runs the inbox handler on nc. The stores must exist
@@ -70,7 +71,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 	if err == nil {
 		h.store = !cfg.Stores.NoOfflineDMs
 		h.log = svc.Config().Logger
-		err = svc.Handle(protocol.TypeDM, h.dm)
+		err = svc.HandleBatch(protocol.TypeDM, h.dms)
 	}
 	if err == nil {
 		err = svc.On("connect", h.subj.EventConnect(), h.connect)
@@ -92,64 +93,131 @@ func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*ha
 	if err != nil {
 		return nil, fmt.Errorf("inbox: stream %s: %w", name, err)
 	}
-	return &handler{nc: nc, js: js, subj: subj, stream: stream, reader: natsconf.NewReader(nc, name)}, nil
+	replies, err := newReplies(nc, subj)
+	if err != nil {
+		return nil, err
+	}
+	return &handler{nc: nc, js: js, subj: subj, stream: stream, reader: natsconf.NewReader(nc, name), replies: replies}, nil
 }
 
-func (h *handler) dm(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+// dms stores a connection's dms that arrived together with ordered
+// asynchronous publishes, then offers them live in the same order (one
+// flush, replies collected together), so a batch costs about one round trip
+// of each kind instead of two per dm.
+func (h *handler) dms(ctx context.Context, reqs []*runtime.Request) []runtime.Outcome {
+	out := make([]runtime.Outcome, len(reqs))
+	type stored struct {
+		i     int
+		frame []byte
+		fut   jetstream.PubAckFuture
+		ack   *jetstream.PubAck
+	}
+	var batch []*stored
+	for i, req := range reqs {
+		frame, err := h.prepare(ctx, req)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		subject, _ := h.subj.InboxStore(req.Command.To)
+		var opts []jetstream.PublishOpt
+		if id := runtime.MsgID(req); id != "" {
+			opts = append(opts, jetstream.WithMsgID(id))
+		}
+		fut, err := h.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: frame}, opts...)
+		if err != nil {
+			out[i].Err = runtime.StoreError(err)
+			continue
+		}
+		batch = append(batch, &stored{i: i, frame: frame, fut: fut})
+	}
+	var offers []offer
+	for _, st := range batch {
+		select {
+		case st.ack = <-st.fut.Ok():
+			if !st.ack.Duplicate {
+				offers = append(offers, offer{user: reqs[st.i].Command.To, frame: protocol.WithSeq(st.frame, st.ack.Sequence)})
+			}
+		case err := <-st.fut.Err():
+			out[st.i].Err = runtime.StoreError(err)
+		case <-ctx.Done():
+			out[st.i].Err = runtime.StoreError(ctx.Err())
+		}
+	}
+	h.replies.offer(ctx, offers)
+	next := 0
+	for _, st := range batch {
+		if st.ack == nil {
+			continue
+		}
+		req := reqs[st.i]
+		var status string
+		var err error
+		if st.ack.Duplicate {
+			status, err = h.retried(ctx, req.Command.To, st.ack.Sequence)
+		} else {
+			o := offers[next]
+			next++
+			status = protocol.StatusDelivered
+			if !o.taken {
+				status, err = h.keep(ctx, req.Command.To, st.frame, st.ack.Sequence)
+			}
+		}
+		if err != nil {
+			out[st.i].Err = err
+			continue
+		}
+		out[st.i].Frame = protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(st.ack.Sequence), Status: status}
+	}
+	return out
+}
+
+// prepare checks a dm and returns the frame to store.
+func (h *handler) prepare(ctx context.Context, req *runtime.Request) ([]byte, error) {
 	to := req.Command.To
 	if err := runtime.User(to); err != nil {
-		return runtime.Response{}, err
+		return nil, err
 	}
 	if err := runtime.Body(req.Command); err != nil {
-		return runtime.Response{}, err
+		return nil, err
 	}
 	if !h.store && !h.online(ctx, to) {
-		return runtime.Response{}, protocol.Errorf(protocol.CodeOffline, to+" is offline")
+		return nil, protocol.Errorf(protocol.CodeOffline, to+" is offline")
 	}
-	frame := protocol.Encode(protocol.Message{Type: protocol.FrameDM, From: req.User, To: to, TS: runtime.Now(), Body: req.Command.Body})
-	store, _ := h.subj.InboxStore(to)
-	var opts []jetstream.PublishOpt
-	if id := runtime.MsgID(req); id != "" {
-		opts = append(opts, jetstream.WithMsgID(id))
-	}
-	ack, err := h.js.Publish(ctx, store, frame, opts...)
+	return protocol.Encode(protocol.Message{Type: protocol.FrameDM, From: req.User, To: to, TS: runtime.Now(), Body: req.Command.Body}), nil
+}
+
+// retried says again what became of a dm stored before (a retry with the
+// same id), without delivering it twice.
+func (h *handler) retried(ctx context.Context, to string, seq uint64) (string, error) {
+	pending, err := h.isPending(ctx, to, seq)
 	if err != nil {
-		return runtime.Response{}, runtime.StoreError(err)
+		return "", runtime.StoreError(err)
 	}
-	reply := func(status string) (runtime.Response, error) {
-		return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence), Status: status}}, nil
+	if pending {
+		return protocol.StatusStored, nil
 	}
-	if ack.Duplicate {
-		// A retry: say again what became of the first one, without
-		// delivering it twice.
-		pending, err := h.isPending(ctx, to, ack.Sequence)
-		if err != nil {
-			return runtime.Response{}, runtime.StoreError(err)
-		}
-		if pending {
-			return reply(protocol.StatusStored)
-		}
-		return reply(protocol.StatusDelivered)
-	}
-	live := protocol.WithSeq(frame, ack.Sequence)
-	if h.offer(ctx, to, live) {
-		return reply(protocol.StatusDelivered)
-	}
-	// Nobody took it: keep it pending, then offer it once more, since a
-	// connection that opened meanwhile may have looked for pending dms
-	// before the entry was there.
-	pendSubj, _ := h.subj.InboxPending(to)
-	pa, err := h.js.PublishMsg(ctx, &nats.Msg{Subject: pendSubj, Data: frame, Header: nats.Header{
-		natsconf.HeaderSeq: {strconv.FormatUint(ack.Sequence, 10)},
-	}}, jetstream.WithMsgID("pending:"+strconv.FormatUint(ack.Sequence, 10)))
+	return protocol.StatusDelivered, nil
+}
+
+// keep makes a dm that no connection took pending, then offers it once
+// more, since a connection that opened meanwhile may have looked for
+// pending dms before the entry was there.
+func (h *handler) keep(ctx context.Context, to string, frame []byte, seq uint64) (string, error) {
+	subject, _ := h.subj.InboxPending(to)
+	pa, err := h.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: frame, Header: nats.Header{
+		natsconf.HeaderSeq: {strconv.FormatUint(seq, 10)},
+	}}, jetstream.WithMsgID("pending:"+strconv.FormatUint(seq, 10)))
 	if err != nil {
-		return runtime.Response{}, runtime.StoreError(err)
+		return "", runtime.StoreError(err)
 	}
-	if h.offer(ctx, to, live) {
+	again := []offer{{user: to, frame: protocol.WithSeq(frame, seq)}}
+	h.replies.offer(ctx, again)
+	if again[0].taken {
 		h.remove(ctx, pa.Sequence)
-		return reply(protocol.StatusDelivered)
+		return protocol.StatusDelivered, nil
 	}
-	return reply(protocol.StatusStored)
+	return protocol.StatusStored, nil
 }
 
 // online asks the edges whether user has a live connection, without
@@ -160,20 +228,6 @@ func (h *handler) online(ctx context.Context, user string) bool {
 	defer cancel()
 	_, err := h.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subject, Header: nats.Header{natsconf.HeaderProbe: {"1"}}})
 	return err == nil
-}
-
-// offer delivers frame live on subject's connections (those of a user, or
-// one connection) and reports whether an edge queued it to one of them.
-func (h *handler) offerOn(ctx context.Context, subject string, frame []byte) bool {
-	ctx, cancel := context.WithTimeout(ctx, liveTimeout)
-	defer cancel()
-	_, err := h.nc.RequestWithContext(ctx, subject, frame)
-	return err == nil
-}
-
-func (h *handler) offer(ctx context.Context, user string, frame []byte) bool {
-	subject, _ := h.subj.User(user)
-	return h.offerOn(ctx, subject, frame)
 }
 
 // remove deletes a pending entry; one already gone is fine.
@@ -255,7 +309,8 @@ func (h *handler) connect(ctx context.Context, ev *runtime.Event) error {
 		}
 		slices.SortFunc(page, func(a, b pendingDM) int { return cmpUint(a.seq, b.seq) })
 		for _, p := range page {
-			if !h.offerOn(ctx, conn, protocol.WithSeq(p.frame, p.seq)) {
+			o := []offer{{subject: conn, frame: protocol.WithSeq(p.frame, p.seq)}}
+			if h.replies.offer(ctx, o); !o[0].taken {
 				return nil // the connection is gone: the rest stays pending
 			}
 			h.remove(ctx, p.entry)

@@ -53,7 +53,6 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 	for t, fn := range map[string]runtime.CommandFunc{
 		protocol.TypeJoin:    h.join,
 		protocol.TypeLeave:   h.leave,
-		protocol.TypeSend:    h.send,
 		protocol.TypeMembers: h.membersOf,
 		protocol.TypeHistory: h.history,
 	} {
@@ -61,6 +60,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 			_ = svc.Stop()
 			return nil, err
 		}
+	}
+	if err := svc.HandleBatch(protocol.TypeSend, h.sends); err != nil {
+		_ = svc.Stop()
+		return nil, err
 	}
 	if err := svc.On("disconnect", h.subj.EventDisconnect(), h.disconnect); err != nil {
 		_ = svc.Stop()
@@ -73,13 +76,24 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 
 // sweeper forgets the memberships of connections whose edge no longer
 // answers on its liveness subject. An edge must fail two sweeps in a row,
-// so one that is only reconnecting to NATS keeps its members.
+// so one that is only reconnecting to NATS keeps its members. It also
+// purges the members bucket's deletion markers, which a left room leaves
+// behind for good otherwise.
 type sweeper struct {
 	h        *handler
 	suspects map[string]bool // edges that did not answer the last sweep
+	last     time.Time       // when the previous sweep started
 }
 
 func (s *sweeper) sweep(ctx context.Context) {
+	started := time.Now()
+	if !s.last.IsZero() {
+		// Markers at least a sweep interval old: a watcher of the
+		// bucket has had the time to see the deletion.
+		// Like the rest of the sweep, a failure waits for the next one.
+		_ = s.h.purgeMemberMarkers(ctx, s.last)
+	}
+	s.last = started
 	all, err := s.h.members.All(ctx)
 	if err != nil {
 		return
@@ -108,6 +122,58 @@ func (s *sweeper) sweep(ctx context.Context) {
 		}
 	}
 	s.suspects = suspects
+}
+
+// maxMarkerPurges bounds the deletion markers one sweep purges (one
+// request each); the next sweep goes on.
+const maxMarkerPurges = 10_000
+
+// purgeMemberMarkers removes from the members bucket the deletion markers
+// of keys deleted before cutoff (a key without connections is deleted,
+// and its marker would stay forever). Each purge is of the key's subject up
+// to the marker's own revision, so a key written again meanwhile keeps its
+// new value (KeyValue.PurgeDeletes purges a key's whole subject).
+func (h *handler) purgeMemberMarkers(ctx context.Context, cutoff time.Time) error {
+	bucket := h.subj.StoreNames().Members
+	kv, err := h.js.KeyValue(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.MetaOnly())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	var markers []jetstream.KeyValueEntry
+collect:
+	for len(markers) < maxMarkerPurges {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				break collect // nil: every current entry was sent
+			}
+			if op := e.Operation(); (op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge) && e.Created().Before(cutoff) {
+				markers = append(markers, e)
+			}
+		}
+	}
+	_ = w.Stop()
+	if len(markers) == 0 {
+		return nil
+	}
+	stream, err := h.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return err
+	}
+	for _, e := range markers {
+		err := stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+e.Key()), jetstream.WithPurgeSequence(e.Revision()+1))
+		if err != nil {
+			return fmt.Errorf("rooms: purge deletion marker of %s: %w", e.Key(), err)
+		}
+	}
+	return nil
 }
 
 // edgeAlive asks an edge whether it is still there; an edge that does not
@@ -199,32 +265,67 @@ func (h *handler) removeMember(ctx context.Context, room, user, conn string) err
 	return nil
 }
 
-func (h *handler) send(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
+// sends stores a connection's room messages that arrived together with
+// ordered asynchronous publishes: they are stored, and so delivered, in
+// the order sent, for one round trip instead of one each.
+func (h *handler) sends(ctx context.Context, reqs []*runtime.Request) []runtime.Outcome {
+	out := make([]runtime.Outcome, len(reqs))
+	sets := map[string]connset.Set{} // membership, read once per room
+	futs := make([]jetstream.PubAckFuture, len(reqs))
+	for i, req := range reqs {
+		data, err := h.message(ctx, req, sets)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		subject, _ := h.subj.RoomStore(req.Command.Room)
+		var opts []jetstream.PublishOpt
+		if id := runtime.MsgID(req); id != "" {
+			opts = append(opts, jetstream.WithMsgID(id))
+		}
+		if futs[i], err = h.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, opts...); err != nil {
+			out[i].Err = runtime.StoreError(err)
+		}
+	}
+	for i, fut := range futs {
+		if fut == nil {
+			continue
+		}
+		select {
+		case ack := <-fut.Ok():
+			out[i].Frame = protocol.Reply{Type: protocol.FrameAck, ID: reqs[i].Command.ID, Seq: protocol.Uint64(ack.Sequence)}
+		case err := <-fut.Err():
+			out[i].Err = runtime.StoreError(err)
+		case <-ctx.Done():
+			out[i].Err = runtime.StoreError(ctx.Err())
+		}
+	}
+	return out
+}
+
+// message checks a send (the sending connection must be a member; sets
+// caches memberships read for this batch) and returns the "msg" to store.
+func (h *handler) message(ctx context.Context, req *runtime.Request, sets map[string]connset.Set) ([]byte, error) {
 	room := req.Command.Room
 	if err := runtime.Room(room); err != nil {
-		return runtime.Response{}, err
+		return nil, err
 	}
 	if err := runtime.Body(req.Command); err != nil {
-		return runtime.Response{}, err
+		return nil, err
 	}
-	set, err := h.members.Get(ctx, memberKey(room, req.User))
-	if err != nil {
-		return runtime.Response{}, err
+	key := memberKey(room, req.User)
+	set, ok := sets[key]
+	if !ok {
+		var err error
+		if set, err = h.members.Get(ctx, key); err != nil {
+			return nil, err
+		}
+		sets[key] = set
 	}
 	if _, ok := set[req.Conn]; !ok {
-		return runtime.Response{}, protocol.Errorf(protocol.CodeNotMember, "join the room before sending to it")
+		return nil, protocol.Errorf(protocol.CodeNotMember, "join the room before sending to it")
 	}
-	subject, _ := h.subj.RoomStore(room)
-	data := protocol.Encode(protocol.Message{Type: protocol.FrameMsg, Room: room, From: req.User, TS: runtime.Now(), Body: req.Command.Body})
-	var opts []jetstream.PublishOpt
-	if id := runtime.MsgID(req); id != "" {
-		opts = append(opts, jetstream.WithMsgID(id))
-	}
-	ack, err := h.js.Publish(ctx, subject, data, opts...)
-	if err != nil {
-		return runtime.Response{}, runtime.StoreError(err)
-	}
-	return runtime.Response{Frame: protocol.Reply{Type: protocol.FrameAck, ID: req.Command.ID, Seq: protocol.Uint64(ack.Sequence)}}, nil
+	return protocol.Encode(protocol.Message{Type: protocol.FrameMsg, Room: room, From: req.User, TS: runtime.Now(), Body: req.Command.Body}), nil
 }
 
 func (h *handler) membersOf(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
@@ -249,9 +350,17 @@ func (h *handler) membersOf(ctx context.Context, req *runtime.Request) (runtime.
 	return runtime.Response{Frame: protocol.Members{Type: protocol.FrameMembers, ID: req.Command.ID, Room: room, Users: users}}, nil
 }
 
+// historyPageBytes bounds the stored messages of one "history" page, so
+// that a reply fits a NATS message (1 MiB by default) and a client's write
+// queue whatever the size of the messages; a page holds at least one.
+const historyPageBytes = 256 << 10
+
 // history answers the latest stored messages of a room before "before" (or
 // the latest overall), or, with "after", the oldest ones after it; oldest
-// first either way. The edge pages with "after" to replay a join's "since".
+// first either way. A page holds at most limit messages and
+// historyPageBytes of them (at least one), and says "more" when the room
+// holds messages beyond it in the direction read. The edge pages with
+// "after" to replay a join's "since".
 func (h *handler) history(ctx context.Context, req *runtime.Request) (runtime.Response, error) {
 	cmd := req.Command
 	if err := runtime.Room(cmd.Room); err != nil {
@@ -274,26 +383,26 @@ func (h *handler) history(ctx context.Context, req *runtime.Request) (runtime.Re
 	}
 	subject, _ := h.subj.RoomStore(cmd.Room)
 	var (
-		msgs []natsconf.StoredMsg
+		page natsconf.Page
 		err  error
 	)
 	if cmd.After != nil {
-		msgs, err = h.reader.After(ctx, subject, *cmd.After, limit)
+		page, err = h.reader.AfterPage(ctx, subject, *cmd.After, limit, historyPageBytes)
 	} else {
 		var before uint64
 		if cmd.Before != nil {
 			before = *cmd.Before
 		}
-		msgs, err = h.reader.Before(ctx, subject, before, limit)
+		page, err = h.reader.BeforePage(ctx, subject, before, limit, historyPageBytes)
 	}
 	if err != nil {
 		return runtime.Response{}, runtime.StoreError(err)
 	}
-	frames := make([]json.RawMessage, len(msgs))
-	for i, m := range msgs {
+	frames := make([]json.RawMessage, len(page.Msgs))
+	for i, m := range page.Msgs {
 		frames[i] = protocol.WithSeq(m.Data, m.Seq)
 	}
-	return runtime.Response{Frame: protocol.History{Type: protocol.FrameHistory, ID: cmd.ID, Room: cmd.Room, Messages: frames}}, nil
+	return runtime.Response{Frame: protocol.History{Type: protocol.FrameHistory, ID: cmd.ID, Room: cmd.Room, Messages: frames, More: page.More}}, nil
 }
 
 // disconnect removes a closed connection from the rooms it was in; the edge

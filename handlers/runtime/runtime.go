@@ -120,6 +120,17 @@ type Response struct {
 // error frame with that code; any other error becomes "internal".
 type CommandFunc func(ctx context.Context, req *Request) (Response, error)
 
+// Outcome is what a BatchFunc answers for one command: a Response, or an
+// error as a CommandFunc returns it.
+type Outcome struct {
+	Response
+	Err error
+}
+
+// BatchFunc handles commands of one connection that arrived together, in
+// the order sent; see Service.HandleBatch.
+type BatchFunc func(ctx context.Context, reqs []*Request) []Outcome
+
 // Event is a lifecycle event published by an edge.
 type Event struct {
 	Identity
@@ -180,6 +191,26 @@ func (s *Service) Subjects() natsconf.Subjects { return s.cfg.Subjects }
 
 // Handle serves client commands of type cmdType.
 func (s *Service) Handle(cmdType string, fn CommandFunc) error {
+	return s.HandleBatch(cmdType, func(ctx context.Context, reqs []*Request) []Outcome {
+		out := make([]Outcome, len(reqs))
+		for i, req := range reqs {
+			if err := ctx.Err(); err != nil {
+				out[i].Err = protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
+				continue
+			}
+			out[i].Response, out[i].Err = fn(ctx, req)
+		}
+		return out
+	})
+}
+
+// HandleBatch serves client commands of type cmdType with a function that
+// takes the commands of one connection that arrived together (one or more,
+// in the order sent) and returns one outcome per command, in that order.
+// It must give them effect in that order; it may overlap their I/O (for
+// example with ordered asynchronous JetStream publishes). Most handlers use
+// Handle, which runs a CommandFunc on each command in turn.
+func (s *Service) HandleBatch(cmdType string, fn BatchFunc) error {
 	subject, err := s.cfg.Subjects.Command(cmdType)
 	if err != nil {
 		return err
@@ -255,34 +286,72 @@ func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
 	}()
 }
 
-func (s *Service) serveCommand(ctx context.Context, in inbound, fn CommandFunc) {
-	if in.header.Get(natsconf.HeaderBatch) == "" {
-		res, err := s.runCommand(ctx, in.header, in.data, fn)
-		if err != nil {
-			s.replyError(in, res.id, err)
+func (s *Service) serveCommand(ctx context.Context, in inbound, fn BatchFunc) {
+	batch := in.header.Get(natsconf.HeaderBatch) != ""
+	items := [][]byte{in.data}
+	if batch {
+		// Several commands of one connection, applied in the order sent,
+		// each answered in the same order.
+		var err error
+		items, err = natsconf.SplitBatch(in.data)
+		if err != nil || len(items) > natsconf.MaxBatch {
+			s.replyError(in, "", protocol.Errorf(protocol.CodeInternal, "malformed batch"))
+			return
+		}
+	}
+	id := identity(in.header)
+	results := make([]result, len(items))
+	reqs := make([]*Request, 0, len(items))
+	slots := make([]int, 0, len(items)) // results index of each request
+	for i, item := range items {
+		cmd, err := protocol.DecodeCommand(item)
+		results[i].id, results[i].cmdType = cmd.ID, cmd.Type
+		switch {
+		case err != nil:
+			results[i].err = err
+		case !natsconf.ValidName(id.User) || !natsconf.ValidName(id.Conn):
+			results[i].err = protocol.Errorf(protocol.CodeInternal, "command without identity")
+		default:
+			reqs = append(reqs, &Request{Identity: id, Command: cmd})
+			slots = append(slots, i)
+		}
+	}
+	if len(reqs) > 0 {
+		for i, out := range fn(ctx, reqs) {
+			r := &results[slots[i]]
+			r.err = out.Err
+			if out.Err == nil {
+				r.Frame = protocol.Encode(out.Frame)
+				if out.Op != nil {
+					r.Op, r.Room = out.Op.Name, out.Op.Room
+				}
+			}
+		}
+	}
+	for i := range results {
+		if err := results[i].err; err != nil {
+			results[i].err = s.clientError(results[i].cmdType, err)
+		}
+	}
+	if !batch {
+		r := results[0]
+		if r.err != nil {
+			s.replyError(in, r.id, r.err)
 			return
 		}
 		var hdr nats.Header
-		if res.Op != "" {
-			hdr = nats.Header{natsconf.HeaderOp: {res.Op}, natsconf.HeaderRoom: {res.Room}}
+		if r.Op != "" {
+			hdr = nats.Header{natsconf.HeaderOp: {r.Op}, natsconf.HeaderRoom: {r.Room}}
 		}
-		s.reply(in, res.Frame, hdr)
-		return
-	}
-	// A batch: several commands of one connection, applied in the order
-	// sent, each answered in the same order.
-	items, err := natsconf.SplitBatch(in.data)
-	if err != nil || len(items) > natsconf.MaxBatch {
-		s.replyError(in, "", protocol.Errorf(protocol.CodeInternal, "malformed batch"))
+		s.reply(in, r.Frame, hdr)
 		return
 	}
 	var body []byte
-	for _, item := range items {
-		res, err := s.runCommand(ctx, in.header, item, fn)
-		if err != nil {
-			res.Op, res.Room, res.Frame = "", "", protocol.EncodeError(res.id, asProtocolError(err))
+	for _, r := range results {
+		if r.err != nil {
+			r.Op, r.Room, r.Frame = "", "", protocol.EncodeError(r.id, asProtocolError(r.err))
 		}
-		body = natsconf.AppendBatchResult(body, res.BatchResult)
+		body = natsconf.AppendBatchResult(body, r.BatchResult)
 	}
 	s.reply(in, body, nats.Header{natsconf.HeaderBatch: {"1"}})
 }
@@ -290,40 +359,23 @@ func (s *Service) serveCommand(ctx context.Context, in inbound, fn CommandFunc) 
 // result is one command's outcome, with its id for error replies.
 type result struct {
 	natsconf.BatchResult
-	id string
+	id, cmdType string
+	err         error
 }
 
-// runCommand decodes and runs one command. An error it returns is what the
-// client is told (a *protocol.Error, or one that becomes "internal").
-func (s *Service) runCommand(ctx context.Context, header micro.Headers, data []byte, fn CommandFunc) (result, error) {
-	cmd, err := protocol.DecodeCommand(data)
-	if err != nil {
-		return result{id: cmd.ID}, err
+// clientError is what the client is told of err: a *protocol.Error as it
+// is; a deadline as "unavailable"; anything else is logged and becomes
+// "internal".
+func (s *Service) clientError(cmdType string, err error) error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
 	}
-	res := result{id: cmd.ID}
-	req := &Request{Identity: identity(header), Command: cmd}
-	if !natsconf.ValidName(req.User) || !natsconf.ValidName(req.Conn) {
-		return res, protocol.Errorf(protocol.CodeInternal, "command without identity")
+	s.cfg.Logger.Error("command failed", "handler", s.cfg.Name, "type", cmdType, "err", err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
 	}
-	if err := ctx.Err(); err != nil {
-		return res, protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
-	}
-	resp, err := fn(ctx, req)
-	if err != nil {
-		var pe *protocol.Error
-		if !errors.As(err, &pe) {
-			s.cfg.Logger.Error("command failed", "handler", s.cfg.Name, "type", cmd.Type, "err", err)
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
-			}
-		}
-		return res, err
-	}
-	res.Frame = protocol.Encode(resp.Frame)
-	if resp.Op != nil {
-		res.Op, res.Room = resp.Op.Name, resp.Op.Room
-	}
-	return res, nil
+	return err
 }
 
 // asProtocolError is err as the client sees it: its own code, or "internal".
