@@ -62,11 +62,14 @@ type Members struct {
 }
 
 // History is the reply to "history": stored "msg" frames, oldest first.
+// More (v1.1) is set when the room held messages beyond the page in the
+// direction read (older without "after", newer with it).
 type History struct {
 	Type     string            `json:"type"`
 	ID       string            `json:"id,omitempty"`
 	Room     string            `json:"room"`
 	Messages []json.RawMessage `json:"messages"`
+	More     bool              `json:"more,omitempty"`
 }
 
 // Message is a room message ("msg"), a direct message ("dm") or a
