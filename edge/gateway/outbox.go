@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"runtime"
 	"sync"
 )
 
@@ -110,6 +111,11 @@ func (o *outbox) resume() {
 // run writes batches until the queue is empty or a write fails.
 func (o *outbox) run() {
 	defer o.wg.Done()
+	// Let the goroutines that queue frames (the dispatcher, NATS's reader)
+	// run first: when a burst of room messages arrives, each member's
+	// writer then finds several of them queued and writes them at once,
+	// instead of one write per message.
+	runtime.Gosched()
 	for {
 		o.mu.Lock()
 		batch := o.frames
