@@ -43,17 +43,15 @@ func NewReader(nc *nats.Conn, stream string) *Reader {
 }
 
 type directRequest struct {
-	Seq       uint64   `json:"seq,omitempty"`
-	LastFor   string   `json:"last_by_subj,omitempty"`
-	NextFor   string   `json:"next_by_subj,omitempty"`
-	Batch     int      `json:"batch,omitempty"`
-	MaxBytes  int      `json:"max_bytes,omitempty"`
-	MultiLast []string `json:"multi_last,omitempty"`
-	UpToSeq   uint64   `json:"up_to_seq,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
+	LastFor  string `json:"last_by_subj,omitempty"`
+	NextFor  string `json:"next_by_subj,omitempty"`
+	Batch    int    `json:"batch,omitempty"`
+	MaxBytes int    `json:"max_bytes,omitempty"`
 }
 
 // After returns up to n messages on subject whose sequence is greater than
-// after, oldest first: n whenever there are n (no bound on their bytes).
+// after, oldest first: n whenever there are n (no byte bound of its own).
 func (r *Reader) After(ctx context.Context, subject string, after uint64, n int) ([]StoredMsg, error) {
 	p, err := r.AfterPage(ctx, subject, after, n, 0)
 	return p.Msgs, err
@@ -315,8 +313,11 @@ func (r *Reader) batch(ctx context.Context, req directRequest) (batchResult, err
 	if err != nil {
 		return res, err
 	}
+	// The answer is at most the batch and its end: a channel of that size
+	// holds it all (a synchronous subscription would allocate 64K slots).
+	replies := make(chan *nats.Msg, max(req.Batch, 1)+1)
 	inbox := r.nc.NewRespInbox()
-	sub, err := r.nc.SubscribeSync(inbox)
+	sub, err := r.nc.ChanSubscribe(inbox, replies)
 	if err != nil {
 		return res, err
 	}
@@ -325,9 +326,11 @@ func (r *Reader) batch(ctx context.Context, req directRequest) (batchResult, err
 		return res, err
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return batchResult{}, fmt.Errorf("natsconf: direct get: %w", err)
+		var m *nats.Msg
+		select {
+		case m = <-replies:
+		case <-ctx.Done():
+			return batchResult{}, fmt.Errorf("natsconf: direct get: %w", ctx.Err())
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":

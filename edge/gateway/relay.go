@@ -147,7 +147,7 @@ func (r *relayer) run() {
 			}
 			c.bad = 0
 			n := 1
-			for n < len(ready) && !ready[n].local() && ready[n].cmd.Type == ready[0].cmd.Type {
+			for n < len(ready) && !ready[n].local() && ready[n].cmd.Type == ready[0].cmd.Type && batchable(ready[0].cmd.Type) {
 				n++
 			}
 			if ready[0].cmd.Type == protocol.TypeJoin && c.limitRooms(ready[:n]) {
@@ -158,6 +158,11 @@ func (r *relayer) run() {
 		}
 	}
 }
+
+// batchable reports whether commands of type t may share a request: not
+// history, whose replies are large (each is bounded to fit a NATS message
+// on its own, several together need not be).
+func batchable(t string) bool { return t != protocol.TypeHistory }
 
 // limitRooms answers with too_many_rooms each join of joins (in order)
 // that would take the connection past MaxRooms, and reports whether it

@@ -89,8 +89,8 @@ func (s *sweeper) sweep(ctx context.Context) {
 	started := time.Now()
 	if !s.last.IsZero() {
 		// Markers at least a sweep interval old: a watcher of the
-		// bucket has had the time to see the deletion.
-		// Like the rest of the sweep, a failure waits for the next one.
+		// bucket has had the time to see the deletion. Like the rest
+		// of the sweep, a failure waits for the next one.
 		_ = s.h.purgeMemberMarkers(ctx, s.last)
 	}
 	s.last = started

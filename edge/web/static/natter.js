@@ -983,16 +983,31 @@ export class Client {
 
   /**
    * Stored messages of a room, oldest first: the latest `limit` (default 50,
-   * max 500) before `before` (or the latest overall).
+   * max 500) before `before` (or the latest overall), or, with `after`, the
+   * oldest `limit` after it. A page is bounded by bytes too (about 256 KiB),
+   * so it can hold fewer than `limit` messages while more remain: the
+   * array's `more` (not enumerable) is true when the room held messages
+   * beyond the page in the direction read. Page on with the first
+   * message's `seq` as `before`, or the last one's as `after`:
+   *
+   * ```js
+   * let page = await chat.history('lobby', { limit: 500 });
+   * while (page.more) page = await chat.history('lobby', { limit: 500, before: page[0].seq });
+   * ```
    * @param {string} room
-   * @param {{before?: number, limit?: number, timeout?: number}} [options]
-   * @returns {Promise<object[]>} `msg` frames
+   * @param {{before?: number, after?: number, limit?: number, timeout?: number}} [options]
+   * @returns {Promise<object[] & {more: boolean}>} `msg` frames
    */
   history(room, options = {}) {
     const frame = { type: 'history', room };
     if (options.before !== undefined) frame.before = options.before;
+    if (options.after !== undefined) frame.after = options.after;
     if (options.limit !== undefined) frame.limit = options.limit;
-    return this._request(frame, 'history', options).then((f) => f.messages || []);
+    return this._request(frame, 'history', options).then((f) => {
+      const messages = Array.isArray(f.messages) ? f.messages : [];
+      Object.defineProperty(messages, 'more', { value: f.more === true });
+      return messages;
+    });
   }
 
   /**
