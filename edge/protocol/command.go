@@ -3,6 +3,8 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Limits of a client frame.
@@ -55,7 +57,20 @@ type Command struct {
 // bytes; anything else is a *Error with CodeBadFrame. When the frame is an
 // object whose id could be read, the returned Command carries that id even
 // on error, so the error frame can echo it.
+//
+// Common frames (plain lowercase keys, strings without escapes, integer
+// numbers, each known key once) are decoded by a scanner that allocates
+// only the strings; everything else goes through encoding/json, whose
+// result the scanner's always equals (FuzzDecodeFast checks it).
 func DecodeCommand(data []byte) (Command, error) {
+	if c, ok := decodeFast(data); ok {
+		return c, nil
+	}
+	return decodeJSON(data)
+}
+
+// decodeJSON is DecodeCommand by encoding/json.
+func decodeJSON(data []byte) (Command, error) {
 	var c Command
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -92,4 +107,247 @@ func jsonReason(err error) string {
 		return "field " + te.Field + " has the wrong type"
 	}
 	return "syntax error"
+}
+
+// decodeFast decodes a valid command frame made only of what a client
+// normally sends. It reports false for anything else (invalid JSON
+// included), which decodeJSON then decides.
+func decodeFast(data []byte) (Command, bool) {
+	var c Command
+	if !json.Valid(data) {
+		return c, false
+	}
+	d := scanner{data: data}
+	d.space()
+	if !d.byte('{') {
+		return c, false
+	}
+	var seen uint16
+	d.space()
+	if d.byte('}') {
+		return c, false // no type: decodeJSON explains
+	}
+	for {
+		key, ok := d.plainString()
+		if !ok {
+			return c, false
+		}
+		d.space()
+		d.byte(':')
+		d.space()
+		bit, known := fastKeys[key]
+		if known {
+			if seen&bit != 0 {
+				return c, false // a repeated key: the last one wins there
+			}
+			seen |= bit
+		}
+		switch key {
+		case "type", "id", "room", "to":
+			v, ok := d.plainString()
+			if !ok {
+				return c, false
+			}
+			switch key {
+			case "type":
+				c.Type = v
+			case "id":
+				c.ID = v
+			case "room":
+				c.Room = v
+			default:
+				c.To = v
+			}
+		case "since", "before", "after":
+			v, ok := d.uint()
+			if !ok {
+				return c, false
+			}
+			switch key {
+			case "since":
+				c.Since = &v
+			case "before":
+				c.Before = &v
+			default:
+				c.After = &v
+			}
+		case "limit":
+			v, ok := d.int()
+			if !ok {
+				return c, false
+			}
+			c.Limit = v
+		case "body":
+			start := d.i
+			d.skipValue()
+			c.Body = bytes.Clone(data[start:d.i])
+		default:
+			if !known && !d.lowerKey(key) {
+				return c, false // case-folded keys match known ones there
+			}
+			d.skipValue()
+		}
+		d.space()
+		if d.byte('}') {
+			break
+		}
+		if !d.byte(',') {
+			return c, false
+		}
+		d.space()
+	}
+	if c.Type == "" || len(c.ID) > MaxIDLen {
+		return c, false
+	}
+	return c, true
+}
+
+// fastKeys are the keys decodeFast fills, each with its bit.
+var fastKeys = map[string]uint16{
+	"type": 1, "id": 2, "room": 4, "to": 8, "body": 16,
+	"since": 32, "before": 64, "after": 128, "limit": 256,
+}
+
+// scanner reads a frame that json.Valid accepted.
+type scanner struct {
+	data []byte
+	i    int
+}
+
+func (d *scanner) space() {
+	for d.i < len(d.data) {
+		switch d.data[d.i] {
+		case ' ', '\t', '\r', '\n':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *scanner) byte(b byte) bool {
+	if d.i < len(d.data) && d.data[d.i] == b {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// plainString reads a string without escapes whose bytes are valid UTF-8.
+func (d *scanner) plainString() (string, bool) {
+	if !d.byte('"') {
+		return "", false
+	}
+	start := d.i
+	for d.i < len(d.data) {
+		switch b := d.data[d.i]; {
+		case b == '"':
+			s := d.data[start:d.i]
+			d.i++
+			if !utf8.Valid(s) {
+				return "", false
+			}
+			return string(s), true
+		case b == '\\':
+			return "", false
+		}
+		d.i++
+	}
+	return "", false
+}
+
+// lowerKey reports whether an unknown key has no upper-case or non-ASCII
+// letter, so that it cannot fold to a known key.
+func (d *scanner) lowerKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if b := key[i]; b >= 0x80 || (b >= 'A' && b <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// digits returns the run of ASCII digits at the cursor.
+func (d *scanner) digits() []byte {
+	start := d.i
+	for d.i < len(d.data) && d.data[d.i] >= '0' && d.data[d.i] <= '9' {
+		d.i++
+	}
+	return d.data[start:d.i]
+}
+
+// uint reads a non-negative integer that fits a uint64 and is not followed
+// by a fraction or exponent.
+func (d *scanner) uint() (uint64, bool) {
+	ds := d.digits()
+	if len(ds) == 0 || d.numberGoesOn() {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(ds), 10, 64)
+	return v, err == nil
+}
+
+// int reads an integer that fits an int.
+func (d *scanner) int() (int, bool) {
+	neg := d.byte('-')
+	ds := d.digits()
+	if len(ds) == 0 || d.numberGoesOn() {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(string(ds), 10, 0)
+	if neg {
+		v = -v
+	}
+	return int(v), err == nil
+}
+
+func (d *scanner) numberGoesOn() bool {
+	return d.i < len(d.data) && (d.data[d.i] == '.' || d.data[d.i] == 'e' || d.data[d.i] == 'E')
+}
+
+// skipValue moves past one (valid) JSON value.
+func (d *scanner) skipValue() {
+	depth := 0
+	for d.i < len(d.data) {
+		switch d.data[d.i] {
+		case '"':
+			d.i++
+			for d.i < len(d.data) && d.data[d.i] != '"' {
+				if d.data[d.i] == '\\' {
+					d.i++
+				}
+				d.i++
+			}
+			d.i++
+		case '{', '[':
+			depth++
+			d.i++
+		case '}', ']':
+			if depth == 0 {
+				return // the end of the enclosing object
+			}
+			depth--
+			d.i++
+		case ',':
+			if depth == 0 {
+				return
+			}
+			d.i++
+		case ' ', '\t', '\r', '\n':
+			if depth == 0 {
+				return
+			}
+			d.i++
+		default:
+			d.i++
+		}
+		if depth == 0 && d.i > 0 && !isScalarByte(d.data[d.i-1]) {
+			return // a closed string, object or array
+		}
+	}
+}
+
+// isScalarByte reports whether b can be inside a number or literal.
+func isScalarByte(b byte) bool {
+	return b == '-' || b == '+' || b == '.' || (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z')
 }
