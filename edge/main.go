@@ -72,7 +72,7 @@ func run(args []string) error {
 	if cfg.TLSCert != "" {
 		scheme = "wss"
 	}
-	mode := "production (NATS " + cfg.NATSURL + ")"
+	mode := "production (NATS " + natsconf.RedactURLs(cfg.NATSURL) + ")"
 	if cfg.NATSURL == "" {
 		mode = "development (embedded NATS, data in " + cfg.DataDir + ")"
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -88,16 +90,58 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 }
 
 // ConnectEmbedded connects to srv in-process (no socket), with options
-// suited to a long-lived service connection.
+// suited to a long-lived service connection. As the user of
+// nats.UserInfo in opts, it takes that user's inbox prefix (InboxPrefix);
+// a nats.CustomInboxPrefix in opts wins.
 func ConnectEmbedded(srv *server.Server, name string, opts ...nats.Option) (*nats.Conn, error) {
 	all := append([]nats.Option{nats.InProcessServer(srv)}, ServiceOptions(name)...)
+	all = append(all, inboxOf("", opts)...)
 	return nats.Connect("", append(all, opts...)...)
 }
 
 // Connect dials the NATS servers in urls (comma separated) with options suited
-// to a long-lived service connection.
+// to a long-lived service connection. As the user of nats.UserInfo in opts,
+// or else of the first URL that names one (nats://edge:…@host:4222), it
+// takes that user's inbox prefix (InboxPrefix), so an edge or handlers
+// process connected as its natter user receives replies where its
+// permissions let it subscribe; a nats.CustomInboxPrefix in opts wins.
 func Connect(urls, name string, opts ...nats.Option) (*nats.Conn, error) {
-	return nats.Connect(urls, append(ServiceOptions(name), opts...)...)
+	all := append(ServiceOptions(name), inboxOf(urls, opts)...)
+	return nats.Connect(urls, append(all, opts...)...)
+}
+
+// connectUser returns the NATS user a connection with these URLs and options
+// authenticates as: the user of nats.UserInfo in opts, else the first user
+// named in urls (comma separated), else "".
+func connectUser(urls string, opts ...nats.Option) string {
+	var o nats.Options
+	for _, opt := range opts {
+		if opt != nil {
+			_ = opt(&o) // a scratch copy: only User is read
+		}
+	}
+	if o.User != "" {
+		return o.User
+	}
+	for _, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		if parsed, err := url.Parse(u); err == nil && parsed.User != nil && parsed.User.Username() != "" {
+			return parsed.User.Username()
+		}
+	}
+	return ""
+}
+
+// inboxOf is the inbox prefix option of the user connectUser finds, if that
+// user is one of natter's.
+func inboxOf(urls string, opts []nats.Option) []nats.Option {
+	if p := InboxPrefix(connectUser(urls, opts...)); p != "" {
+		return []nats.Option{nats.CustomInboxPrefix(p)}
+	}
+	return nil
 }
 
 // ServiceOptions are the connection options every natter process uses:
@@ -131,4 +175,16 @@ func Drain(ctx context.Context, nc *nats.Conn) error {
 		nc.Close()
 		return ctx.Err()
 	}
+}
+
+// RedactURLs returns a comma-separated list of NATS URLs with their
+// passwords replaced by "xxxxx", for logs.
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,5 +335,12 @@ func TestDrainContextEnds(t *testing.T) {
 	}
 	if !nc.IsClosed() {
 		t.Fatal("connection not closed after Drain gave up")
+	}
+}
+
+func TestRedactURLs(t *testing.T) {
+	got := natsconf.RedactURLs("nats://edge:s3cret@n1:4222,nats://n2:4222, nats://u:p@n3:4222")
+	if strings.Contains(got, "s3cret") || strings.Contains(got, ":p@") || !strings.Contains(got, "nats://n2:4222") {
+		t.Errorf("RedactURLs = %q", got)
 	}
 }

@@ -10,10 +10,36 @@ const (
 	HandlersUser = "handlers"
 )
 
+// Inbox prefixes of the two kinds of natter process (nats.go's
+// CustomInboxPrefix): replies to an edge's requests arrive under
+// EdgeInboxPrefix, replies to the handlers' (JetStream reads of history and
+// stored dms among them) under HandlersInboxPrefix. Each user may subscribe
+// only under its own, so neither can read the other's replies, and nobody
+// reads "_INBOX.>". Connect and ConnectEmbedded pick the prefix of the user
+// they connect as (InboxPrefix).
+const (
+	EdgeInboxPrefix     = "_INBOX_edge"
+	HandlersInboxPrefix = "_INBOX_handlers"
+)
+
+// InboxPrefix returns the inbox prefix of a NATS user: EdgeInboxPrefix for
+// EdgeUser, HandlersInboxPrefix for HandlersUser, and "" (nats.go's default,
+// "_INBOX") for any other user or none.
+func InboxPrefix(user string) string {
+	switch user {
+	case EdgeUser:
+		return EdgeInboxPrefix
+	case HandlersUser:
+		return HandlersInboxPrefix
+	}
+	return ""
+}
+
 // EdgePermissions is what an edge may do on NATS: request commands, publish
 // lifecycle events, listen to connection, user, room and broadcast
-// subjects, and answer the live-delivery requests it receives. It cannot
-// touch JetStream, store messages, or publish into rooms or inboxes itself.
+// subjects and to its own inbox prefix, and answer the live-delivery
+// requests it receives. It cannot touch JetStream, store messages, publish
+// into rooms or inboxes itself, or read the handlers' replies.
 func (s Subjects) EdgePermissions() *server.Permissions {
 	p := s.prefix
 	return &server.Permissions{
@@ -21,27 +47,72 @@ func (s Subjects) EdgePermissions() *server.Permissions {
 			p + ".cmd.*", p + ".evt.*",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
-			p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".edge.*", "_INBOX.>",
+			p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".edge.*", EdgeInboxPrefix + ".>",
 		}},
 		Response: &server.ResponsePermission{MaxMsgs: 1},
 	}
 }
 
 // HandlersPermissions is what handlers may do on NATS: serve commands and
-// events in queue groups (as micro services), use JetStream, and publish to
-// connections, users, rooms and the broadcast subject.
+// events in queue groups (as micro services, answering $SRV discovery),
+// publish to connections, users, rooms and the broadcast subject, use
+// natter's streams and bucket (HandlersJetStream, nothing else of
+// JetStream), and listen to their own inbox prefix. Replies to edges go
+// out through allow_responses, not through a publish permission on the
+// edges' inbox prefix.
 func (s Subjects) HandlersPermissions() *server.Permissions {
 	p := s.prefix
+	pub := []string{p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*"}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*",
-			"$JS.API.>", "$KV.>", "$SRV.>", "_INBOX.>",
-		}},
+		Publish: &server.SubjectPermission{Allow: append(pub, s.HandlersJetStream()...)},
 		Subscribe: &server.SubjectPermission{Allow: []string{
-			p + ".cmd.*", p + ".evt.*", "$SRV.>", "_INBOX.>",
+			p + ".cmd.*", p + ".evt.*", "$SRV.>", HandlersInboxPrefix + ".>",
 		}},
 		Response: &server.ResponsePermission{MaxMsgs: 1},
 	}
+}
+
+// HandlersJetStream lists the JetStream subjects handlers publish to, scoped
+// to natter's streams and bucket (StoreNames) and to what natter does with
+// them, as nats.go's jetstream package sends it:
+//
+//   - account info ($JS.API.INFO: creating a bucket checks it);
+//   - on the rooms and inbox streams and the bucket's stream: create, update
+//     and info (EnsureStores and opening them), and direct gets (history,
+//     stored dms, KV Get);
+//   - on the inbox stream only: message delete (a delivered dm's pending
+//     entry);
+//   - on the bucket only: its $KV subjects (put, create, update, delete a
+//     membership), ordered consumers (KV watches and key lists: create,
+//     info, next, delete) and purge (forgetting every membership).
+//
+// So no stream can be deleted, no other stream created, read or changed,
+// and room history can be neither purged nor edited. Acknowledgements and
+// flow-control replies of consumers need no entry: they are replies to
+// messages the handlers received (allow_responses).
+func (s Subjects) HandlersJetStream() []string {
+	const api = "$JS.API."
+	n := s.StoreNames()
+	kv := "KV_" + n.Members
+	out := []string{api + "INFO"}
+	for _, stream := range []string{n.Rooms, n.Inbox, kv} {
+		out = append(out,
+			api+"STREAM.CREATE."+stream,
+			api+"STREAM.UPDATE."+stream,
+			api+"STREAM.INFO."+stream,
+			api+"DIRECT.GET."+stream,
+			api+"DIRECT.GET."+stream+".>",
+		)
+	}
+	return append(out,
+		api+"STREAM.MSG.DELETE."+n.Inbox,
+		api+"CONSUMER.CREATE."+kv+".>",
+		api+"CONSUMER.INFO."+kv+".*",
+		api+"CONSUMER.MSG.NEXT."+kv+".*",
+		api+"CONSUMER.DELETE."+kv+".*",
+		api+"STREAM.PURGE."+kv,
+		"$KV."+n.Members+".>",
+	)
 }
 
 // Users returns the NATS users of an edge and of handlers with their

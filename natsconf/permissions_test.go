@@ -9,9 +9,13 @@ package natsconf_test
 // Helpers here are named perm… to stay clear of the other test files.
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"net"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +24,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"natter/natsconf"
 )
@@ -29,13 +34,23 @@ const (
 	permHandlersPass = "handlers-secret"
 )
 
+// permAdmin is a user of the test servers with every permission: it plays
+// an operator (creates a stream natter does not own, discovers services)
+// and checks what the restricted users could not change.
+const (
+	permAdmin     = "admin"
+	permAdminPass = "admin-secret"
+)
+
 // permStart starts an embedded server (listening on a random loopback port)
-// that requires the natter users of prefix "im".
+// that requires the natter users of prefix "im" (and permAdmin).
 func permStart(t *testing.T) *server.Server {
 	t.Helper()
+	users := natsconf.MustSubjects("im").Users(permEdgePass, permHandlersPass)
+	users = append(users, &server.User{Username: permAdmin, Password: permAdminPass})
 	ns, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{
 		StoreDir: t.TempDir(),
-		Users:    natsconf.MustSubjects("im").Users(permEdgePass, permHandlersPass),
+		Users:    users,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -58,10 +73,12 @@ type permConn struct {
 	notify chan struct{}
 }
 
-func permConnect(t *testing.T, url, user, pass string) *permConn {
+// permConnect connects as user with natsconf.Connect, so with the user's
+// inbox prefix (natsconf.InboxPrefix), as natter's processes do.
+func permConnect(t *testing.T, url, user, pass string, opts ...nats.Option) *permConn {
 	t.Helper()
 	pc := &permConn{name: user, notify: make(chan struct{}, 1)}
-	nc, err := nats.Connect(url, nats.UserInfo(user, pass), nats.Name("perm-"+user),
+	nc, err := natsconf.Connect(url, "perm-"+user, append([]nats.Option{nats.UserInfo(user, pass),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			pc.mu.Lock()
 			pc.errs = append(pc.errs, err.Error())
@@ -70,7 +87,7 @@ func permConnect(t *testing.T, url, user, pass string) *permConn {
 			case pc.notify <- struct{}{}:
 			default:
 			}
-		}))
+		})}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -129,15 +146,36 @@ func TestPermissionsPrefix(t *testing.T) {
 			users[1].Username != natsconf.HandlersUser || users[1].Password != "h" {
 			t.Fatalf("Users: %+v", users)
 		}
-		for _, p := range []*server.Permissions{users[0].Permissions, users[1].Permissions} {
+		names := s.StoreNames()
+		for i, p := range []*server.Permissions{users[0].Permissions, users[1].Permissions} {
+			inbox := natsconf.InboxPrefix(users[i].Username) + ".>"
+			if !slices.Contains(p.Subscribe.Allow, inbox) {
+				t.Errorf("prefix %q: %s may not subscribe to its inbox %q", prefix, users[i].Username, inbox)
+			}
 			for _, list := range [][]string{p.Publish.Allow, p.Subscribe.Allow} {
 				for _, subj := range list {
-					if !strings.HasPrefix(subj, prefix+".") && !strings.HasPrefix(subj, "$") && !strings.HasPrefix(subj, "_INBOX.") {
-						t.Errorf("prefix %q: subject %q outside the prefix", prefix, subj)
+					switch {
+					case strings.HasPrefix(subj, prefix+"."), subj == inbox, subj == "$SRV.>", subj == "$JS.API.INFO":
+					case strings.HasPrefix(subj, "$JS.API."), strings.HasPrefix(subj, "$KV."):
+						// Only natter's streams and bucket.
+						if !strings.Contains(subj, "."+names.Rooms) && !strings.Contains(subj, "."+names.Inbox) &&
+							!strings.Contains(subj, ".KV_"+names.Members) && !strings.HasPrefix(subj, "$KV."+names.Members+".") {
+							t.Errorf("prefix %q: JetStream subject %q of another stream", prefix, subj)
+						}
+					default:
+						t.Errorf("prefix %q: %s: subject %q outside the prefix, its inbox and natter's streams", prefix, users[i].Username, subj)
+					}
+					if strings.Contains(subj, "MSG.DELETE."+names.Rooms) || strings.Contains(subj, "PURGE."+names.Rooms) ||
+						strings.Contains(subj, "PURGE."+names.Inbox) || strings.Contains(subj, "STREAM.DELETE") {
+						t.Errorf("prefix %q: %q may destroy stored messages", prefix, subj)
 					}
 				}
 			}
 		}
+	}
+	if natsconf.InboxPrefix(natsconf.EdgeUser) == natsconf.InboxPrefix(natsconf.HandlersUser) || natsconf.InboxPrefix("someone") != "" {
+		t.Errorf("inbox prefixes: edge %q, handlers %q, other %q", natsconf.InboxPrefix(natsconf.EdgeUser),
+			natsconf.InboxPrefix(natsconf.HandlersUser), natsconf.InboxPrefix("someone"))
 	}
 }
 
@@ -222,6 +260,7 @@ func TestEdgePermissionsEnforced(t *testing.T) {
 	for _, subj := range []string{
 		"im.store.room.x", "im.store.user.bob", "im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast",
 		"$JS.API.STREAM.INFO.IM_ROOMS", "$KV.IM_MEMBERS.x.bob", "$SRV.PING", "_INBOX.nobody",
+		natsconf.HandlersInboxPrefix + ".nobody", natsconf.EdgeInboxPrefix + ".nobody",
 	} {
 		if err := edge.Publish(subj, []byte("forged")); err != nil {
 			t.Fatal(err)
@@ -249,14 +288,34 @@ func TestEdgePermissionsEnforced(t *testing.T) {
 	if m, err := room.NextMsg(5 * time.Second); err != nil || string(m.Data) != "real" {
 		t.Fatalf("after a forged publish, the room subscriber got %v (%v), want the real message", m, err)
 	}
-	// A JetStream request goes nowhere.
+	// A JetStream request goes nowhere, nor does anything of the jetstream
+	// package: the edge cannot use JetStream at all.
 	if _, err := edge.Request("$JS.API.STREAM.INFO.IM_ROOMS", nil, 500*time.Millisecond); err == nil {
 		t.Error("edge got an answer from the JetStream API")
+	}
+	ejs, err := jetstream.New(edge.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsCtx := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if _, err := ejs.AccountInfo(jsCtx()); err == nil {
+		t.Error("edge: JetStream account info answered")
+	}
+	if err := natsconf.EnsureStores(jsCtx(), ejs, natsconf.MustSubjects("im"), natsconf.StoreConfig{}); err == nil {
+		t.Error("edge created natter's stores")
+	}
+	if _, err := ejs.Publish(jsCtx(), "im.store.room.x", []byte("forged")); err == nil {
+		t.Error("edge stored a room message")
 	}
 
 	// Refused subscriptions: commands and events (the handlers' side),
 	// stores, JetStream, everything.
-	for _, subj := range []string{"im.cmd.join", "im.evt.connect", "im.store.room.x", "im.>", "$JS.API.>", ">"} {
+	for _, subj := range []string{"im.cmd.join", "im.evt.connect", "im.store.room.x", "im.>", "$JS.API.>", ">",
+		"_INBOX.>", "_INBOX.x", natsconf.HandlersInboxPrefix + ".>", natsconf.HandlersInboxPrefix + ".x.*", "$KV.>"} {
 		if _, err := edge.Subscribe(subj, func(*nats.Msg) {}); err != nil {
 			t.Fatal(err)
 		}
@@ -355,7 +414,8 @@ func TestHandlersPermissionsEnforced(t *testing.T) {
 		}
 		handlers.violation(t, "Publish to", s)
 	}
-	for _, s := range []string{"im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast", ">"} {
+	for _, s := range []string{"im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast", ">",
+		"_INBOX.>", natsconf.EdgeInboxPrefix + ".>", natsconf.EdgeInboxPrefix + ".x.*"} {
 		if _, err := handlers.Subscribe(s, func(*nats.Msg) {}); err != nil {
 			t.Fatal(err)
 		}
@@ -420,6 +480,7 @@ func permSame(t *testing.T, what string, got, want *server.Permissions) {
 func TestPermissionsConfigFiles(t *testing.T) {
 	t.Setenv("NATTER_EDGE_PASSWORD", "edge-from-env")
 	t.Setenv("NATTER_HANDLERS_PASSWORD", "handlers-from-env")
+	permRouteEnv(t, "routeFromEnv", 6222, 6223, 6224)
 	s := natsconf.MustSubjects("im")
 	for _, file := range []string{"single.conf", "cluster/n1.conf", "cluster/n2.conf", "cluster/n3.conf"} {
 		opts, err := server.ProcessConfigFile(file)
@@ -482,5 +543,651 @@ func TestPermissionsConfigFiles(t *testing.T) {
 	}
 	if err := natsconf.EnsureStores(permCtx(t), js, s, natsconf.StoreConfig{}); err != nil {
 		t.Errorf("single.conf: EnsureStores as handlers: %v", err)
+	}
+}
+
+// TestInboxPrefixes: each natter user gets its own inbox prefix from
+// Connect and ConnectEmbedded, may subscribe only there, and so cannot read
+// the replies the other user gets.
+func TestInboxPrefixes(t *testing.T) {
+	ns := permStart(t)
+	url := ns.ClientURL()
+	host := strings.TrimPrefix(url, "nats://")
+
+	// The prefix follows the user: from nats.UserInfo, from the URL, or
+	// none; an explicit nats.CustomInboxPrefix wins.
+	for _, c := range []struct {
+		what string
+		urls string
+		opts []nats.Option
+		want string
+	}{
+		{"edge by UserInfo", url, []nats.Option{nats.UserInfo(natsconf.EdgeUser, permEdgePass)}, natsconf.EdgeInboxPrefix},
+		{"handlers by UserInfo", url, []nats.Option{nats.UserInfo(natsconf.HandlersUser, permHandlersPass)}, natsconf.HandlersInboxPrefix},
+		{"edge in the URL", "nats://" + natsconf.EdgeUser + ":" + permEdgePass + "@" + host, nil, natsconf.EdgeInboxPrefix},
+		{"handlers in the second URL", "nats://127.0.0.1:1, " + "nats://" + natsconf.HandlersUser + ":" + permHandlersPass + "@" + host, nil, natsconf.HandlersInboxPrefix},
+		{"another user", url, []nats.Option{nats.UserInfo(permAdmin, permAdminPass)}, ""},
+		{"explicit prefix", url, []nats.Option{nats.UserInfo(permAdmin, permAdminPass), nats.CustomInboxPrefix(natsconf.EdgeInboxPrefix)}, natsconf.EdgeInboxPrefix},
+	} {
+		nc, err := natsconf.Connect(c.urls, "prefix-test", c.opts...)
+		if err != nil {
+			t.Errorf("%s: %v", c.what, err)
+			continue
+		}
+		if got := nc.Opts.InboxPrefix; got != c.want {
+			t.Errorf("%s: inbox prefix %q, want %q", c.what, got, c.want)
+		}
+		if inbox := nc.NewInbox(); !strings.HasPrefix(inbox, cmp.Or(c.want, "_INBOX")+".") {
+			t.Errorf("%s: NewInbox %q", c.what, inbox)
+		}
+		nc.Close()
+	}
+	for user, want := range map[string]string{natsconf.EdgeUser: natsconf.EdgeInboxPrefix, natsconf.HandlersUser: natsconf.HandlersInboxPrefix} {
+		pass := map[string]string{natsconf.EdgeUser: permEdgePass, natsconf.HandlersUser: permHandlersPass}[user]
+		nc, err := natsconf.ConnectEmbedded(ns, "prefix-test", nats.UserInfo(user, pass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nc.Opts.InboxPrefix != want {
+			t.Errorf("ConnectEmbedded as %s: inbox prefix %q, want %q", user, nc.Opts.InboxPrefix, want)
+		}
+		nc.Close()
+	}
+
+	edge := permConnect(t, url, natsconf.EdgeUser, permEdgePass)
+	handlers := permConnect(t, url, natsconf.HandlersUser, permHandlersPass)
+	subj := natsconf.MustSubjects("im")
+	ctx := permCtx(t)
+	js, err := jetstream.New(handlers.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The edge cannot listen to the handlers' replies (nor to nats.go's
+	// default inbox), so the history and stored dms the handlers read stay
+	// theirs.
+	for _, s := range []string{"_INBOX.>", natsconf.HandlersInboxPrefix + ".>"} {
+		sniff, err := edge.SubscribeSync(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edge.violation(t, "Subscription to", s)
+		defer sniff.Unsubscribe()
+	}
+	if _, err := js.Publish(ctx, "im.store.user.bob", []byte("secret dm")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := natsconf.NewReader(handlers.Conn, subj.StoreNames().Inbox).After(ctx, "im.store.user.bob", 0, 10)
+	if err != nil || len(msgs) != 1 || string(msgs[0].Data) != "secret dm" {
+		t.Fatalf("handlers reading the stored dm: %v %v", msgs, err)
+	}
+	// The handlers cannot listen to the edges' replies either.
+	for _, s := range []string{"_INBOX.>", natsconf.EdgeInboxPrefix + ".>"} {
+		if _, err := handlers.SubscribeSync(s); err != nil {
+			t.Fatal(err)
+		}
+		handlers.violation(t, "Subscription to", s)
+	}
+
+	// Requests both ways work, each reply in its own user's inbox.
+	replies := make(chan string, 10)
+	cmd, err := handlers.Subscribe("im.cmd.join", func(m *nats.Msg) {
+		replies <- m.Reply
+		_ = m.Respond([]byte("joined"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Unsubscribe()
+	live, err := edge.Subscribe("im.user.carol", func(m *nats.Msg) {
+		replies <- m.Reply
+		_ = m.Respond([]byte("live"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Unsubscribe()
+	if err := errors.Join(handlers.Flush(), edge.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := edge.Request("im.cmd.join", nil, 5*time.Second); err != nil || string(m.Data) != "joined" {
+		t.Errorf("edge request: %v", err)
+	} else if r := <-replies; !strings.HasPrefix(r, natsconf.EdgeInboxPrefix+".") {
+		t.Errorf("the edge's reply subject %q", r)
+	}
+	if m, err := handlers.Request("im.user.carol", nil, 5*time.Second); err != nil || string(m.Data) != "live" {
+		t.Errorf("handlers request: %v", err)
+	} else if r := <-replies; !strings.HasPrefix(r, natsconf.HandlersInboxPrefix+".") {
+		t.Errorf("the handlers' reply subject %q", r)
+	}
+
+	// The edge user with nats.go's default inbox cannot even receive its
+	// replies: why Connect picks the prefix.
+	plain := permConnect(t, url, natsconf.EdgeUser, permEdgePass, nats.CustomInboxPrefix("_INBOX"))
+	if _, err := plain.Request("im.cmd.join", nil, time.Second); err == nil {
+		t.Error("the edge user got a reply on _INBOX")
+	}
+	if r := <-replies; !strings.HasPrefix(r, "_INBOX.") {
+		t.Errorf("the plain request's reply subject %q", r)
+	}
+}
+
+// permRefused publishes raw JetStream API requests as pc and checks that the
+// server refuses each and that no answer comes.
+func permRefused(t *testing.T, pc *permConn, subjects ...string) {
+	t.Helper()
+	inbox := pc.NewInbox()
+	sub, err := pc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for _, subject := range subjects {
+		if err := pc.PublishRequest(subject, inbox, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		pc.violation(t, "Publish to", subject)
+	}
+	if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+		t.Errorf("a refused request was answered: %s", m.Data)
+	}
+}
+
+// TestHandlersJetStreamScoped: the handlers user can use natter's streams
+// and bucket only, and cannot delete, purge or create any other stream, nor
+// delete or purge natter's room history.
+func TestHandlersJetStreamScoped(t *testing.T) {
+	ns := permStart(t)
+	url := ns.ClientURL()
+	ctx := permCtx(t)
+	subj := natsconf.MustSubjects("im")
+	names := subj.StoreNames()
+
+	admin := permConnect(t, url, permAdmin, permAdminPass)
+	ajs, err := jetstream.New(admin.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ajs.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}, AllowDirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.Publish(ctx, "other.x", []byte("not natter's")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "OTHERKV"}); err != nil {
+		t.Fatal(err)
+	}
+
+	handlers := permConnect(t, url, natsconf.HandlersUser, permHandlersPass)
+	js, err := jetstream.New(handlers.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "im.store.room.x", []byte("history")); err != nil {
+		t.Fatal(err)
+	}
+
+	permRefused(t, handlers,
+		// Another stream: no delete, purge, create, update, read, consumer.
+		"$JS.API.STREAM.DELETE.OTHER", "$JS.API.STREAM.PURGE.OTHER", "$JS.API.STREAM.CREATE.OTHER2",
+		"$JS.API.STREAM.UPDATE.OTHER", "$JS.API.STREAM.INFO.OTHER", "$JS.API.STREAM.MSG.DELETE.OTHER",
+		"$JS.API.STREAM.MSG.GET.OTHER", "$JS.API.DIRECT.GET.OTHER", "$JS.API.DIRECT.GET.OTHER.other.x",
+		"$JS.API.CONSUMER.CREATE.OTHER", "$JS.API.CONSUMER.CREATE.OTHER.c.other.x", "$JS.API.STREAM.DELETE.KV_OTHERKV",
+		// Natter's streams: never deleted; room history never purged or edited; the inbox never purged.
+		"$JS.API.STREAM.DELETE."+names.Rooms, "$JS.API.STREAM.DELETE."+names.Inbox, "$JS.API.STREAM.DELETE.KV_"+names.Members,
+		"$JS.API.STREAM.PURGE."+names.Rooms, "$JS.API.STREAM.PURGE."+names.Inbox, "$JS.API.STREAM.MSG.DELETE."+names.Rooms,
+		// The account as a whole.
+		"$JS.API.STREAM.LIST", "$JS.API.STREAM.NAMES", "$JS.API.ACCOUNT.PURGE.$G", "$JS.API.META.LEADER.STEPDOWN",
+		"$JS.API.STREAM.RESTORE.OTHER2", "$JS.API.STREAM.SNAPSHOT."+names.Rooms,
+		// What natter does not do: consumers on the message streams.
+		"$JS.API.CONSUMER.CREATE."+names.Rooms+".c.im.store.room.x", "$JS.API.CONSUMER.DELETE."+names.Inbox+".c",
+	)
+	// Another bucket's keys: no writes.
+	if err := handlers.Publish("$KV.OTHERKV.k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	handlers.violation(t, "Publish to", "$KV.OTHERKV.k")
+	// Through the jetstream API as well.
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
+	if err := js.DeleteStream(short(), "OTHER"); err == nil {
+		t.Error("handlers deleted stream OTHER")
+	}
+	if rooms, err := js.Stream(ctx, names.Rooms); err != nil {
+		t.Fatal(err)
+	} else if err := rooms.Purge(short()); err == nil {
+		t.Error("handlers purged the rooms stream")
+	}
+
+	// Nothing changed: OTHER and the room history are intact.
+	if info, err := other.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Errorf("stream OTHER after the handlers' attempts: %+v %v", info, err)
+	}
+	rooms, err := ajs.Stream(ctx, names.Rooms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := rooms.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Errorf("rooms stream after the handlers' attempts: %+v %v", info, err)
+	}
+	if names, err := permStreamNames(ctx, ajs); err != nil || !slices.Equal(names, []string{"IM_INBOX", "IM_ROOMS", "KV_IM_MEMBERS", "KV_OTHERKV", "OTHER"}) {
+		t.Errorf("streams %q (%v)", names, err)
+	}
+}
+
+func permStreamNames(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	l := js.StreamNames(ctx)
+	var names []string
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, l.Err()
+}
+
+// TestHandlersPermissionsCoverNatter does, as the handlers user, everything
+// natter's handlers do with NATS (and what the JetStream grants are for),
+// and checks that the server refuses none of it.
+func TestHandlersPermissionsCoverNatter(t *testing.T) {
+	ns := permStart(t)
+	url := ns.ClientURL()
+	ctx := permCtx(t)
+	subj := natsconf.MustSubjects("im")
+	names := subj.StoreNames()
+	handlers := permConnect(t, url, natsconf.HandlersUser, permHandlersPass)
+	edge := permConnect(t, url, natsconf.EdgeUser, permEdgePass)
+	admin := permConnect(t, url, permAdmin, permAdminPass)
+
+	js, err := jetstream.New(handlers.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stores: created, then updated (every handler process ensures them).
+	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{}); err != nil {
+		t.Fatalf("EnsureStores (create): %v", err)
+	}
+	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{RoomMaxMsgs: 500, InboxMaxAge: time.Hour}); err != nil {
+		t.Fatalf("EnsureStores (update): %v", err)
+	}
+	rooms, err := js.Stream(ctx, names.Rooms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := js.Stream(ctx, names.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// rooms: store with a message id, read the last one, page history.
+	var last uint64
+	for i := range 5 {
+		ack, err := js.Publish(ctx, "im.store.room.x", []byte{'0' + byte(i)}, jetstream.WithMsgID("m"+string(rune('0'+i))))
+		if err != nil {
+			t.Fatalf("room send: %v", err)
+		}
+		last = ack.Sequence
+	}
+	if m, err := rooms.GetLastMsgForSubject(ctx, "im.store.room.x"); err != nil || m.Sequence != last {
+		t.Errorf("GetLastMsgForSubject: %v %v", m, err)
+	}
+	if _, err := rooms.GetMsg(ctx, last); err != nil {
+		t.Errorf("GetMsg: %v", err)
+	}
+	reader := natsconf.NewReader(handlers.Conn, names.Rooms)
+	if msgs, err := reader.After(ctx, "im.store.room.x", 0, 3); err != nil || len(msgs) != 3 {
+		t.Errorf("Reader.After: %d %v", len(msgs), err)
+	}
+	if msgs, err := reader.Before(ctx, "im.store.room.x", 0, 2); err != nil || len(msgs) != 2 || msgs[1].Seq != last {
+		t.Errorf("Reader.Before: %v %v", msgs, err)
+	}
+	if any, err := reader.Any(ctx, "im.store.room.x", last); err != nil || any {
+		t.Errorf("Reader.Any: %v %v", any, err)
+	}
+	// inbox: store a dm and its pending entry (message ids), read, delete.
+	ack, err := js.Publish(ctx, "im.store.user.bob", []byte("dm"), jetstream.WithMsgID("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pend, err := js.PublishMsg(ctx, &nats.Msg{Subject: "im.store.pending.bob", Data: []byte("dm"), Header: nats.Header{"Natter-Seq": {"1"}}},
+		jetstream.WithMsgID("pending:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := natsconf.NewReader(handlers.Conn, names.Inbox).After(ctx, "im.store.pending.bob", 0, 10); err != nil || len(msgs) != 1 {
+		t.Errorf("pending read: %v %v", msgs, err)
+	}
+	if err := inbox.DeleteMsg(ctx, pend.Sequence); err != nil {
+		t.Errorf("delete the pending entry: %v", err)
+	}
+	if err := inbox.DeleteMsg(ctx, ack.Sequence); err != nil {
+		t.Errorf("delete the dm: %v", err)
+	}
+
+	// members: every KV operation of connset, a watch of a bucket large
+	// enough for the server to ask for flow control (answered through
+	// allow_responses), and the purge of ForgetMembers.
+	kv, err := js.KeyValue(ctx, names.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Create(ctx, "x.bob", []byte(`["c1"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev, err = kv.Update(ctx, "x.bob", []byte(`["c1","c2"]`), rev); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, "x.bob"); err != nil || e.Revision() != rev {
+		t.Errorf("Get: %v %v", e, err)
+	}
+	if err := kv.Delete(ctx, "x.bob", jetstream.LastRevision(rev)); err != nil {
+		t.Errorf("Delete: %v", err)
+	}
+	const keys = 3000
+	value := []byte(strings.Repeat("c", 400))
+	for i := range keys {
+		if _, err := js.PublishAsync("$KV."+names.Members+".r"+strconv.Itoa(i%50)+".u"+strconv.Itoa(i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("async puts not acknowledged")
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		seen++
+	}
+	_ = w.Stop()
+	if seen != keys {
+		t.Errorf("WatchAll saw %d keys, want %d", seen, keys)
+	}
+	lister, err := kv.ListKeysFiltered(ctx, "r7.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := 0
+	for range lister.Keys() {
+		listed++
+	}
+	if listed != keys/50 {
+		t.Errorf("ListKeysFiltered: %d keys", listed)
+	}
+	kvStream, err := js.Stream(ctx, "KV_"+names.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sweep's purge of one key's old deletion markers, then ForgetMembers'.
+	if err := kvStream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+names.Members+".x.bob"), jetstream.WithPurgeSequence(rev+1)); err != nil {
+		t.Errorf("purge a key's deletion markers: %v", err)
+	}
+	if err := kvStream.Purge(ctx); err != nil {
+		t.Errorf("purge the members bucket: %v", err)
+	}
+
+	// A micro service: an endpoint serving the edge, and $SRV discovery.
+	svc, err := micro.AddService(handlers.Conn, micro.Config{Name: "perm", Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
+	if err := svc.AddEndpoint("join", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte("joined")) }),
+		micro.WithEndpointSubject("im.cmd.join")); err != nil {
+		t.Fatal(err)
+	}
+	if err := handlers.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := edge.Request("im.cmd.join", nil, 5*time.Second); err != nil || string(m.Data) != "joined" {
+		t.Errorf("edge request to the service: %v", err)
+	}
+	if m, err := admin.Request("$SRV.PING.perm", nil, 5*time.Second); err != nil || !strings.Contains(string(m.Data), `"perm"`) {
+		t.Errorf("$SRV.PING: %v", err)
+	}
+	// Deliveries and edge liveness.
+	for _, s := range []string{"im.room.x", "im.user.bob", "im.conn.e1.c1", "im.bcast"} {
+		if err := handlers.Publish(s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := handlers.Request("im.edge.e1", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("probe of a gone edge: %v, want no responders", err)
+	}
+
+	handlers.noViolations(t)
+	edge.noViolations(t)
+}
+
+// permRouteEnv sets the route password and the route URLs (to ports on
+// 127.0.0.1) the cluster configs read from the environment.
+func permRouteEnv(t *testing.T, password string, ports ...int) {
+	t.Helper()
+	var urls []string
+	for _, p := range ports {
+		urls = append(urls, "nats-route://route:"+password+"@127.0.0.1:"+strconv.Itoa(p))
+	}
+	t.Setenv("NATTER_ROUTE_PASSWORD", password)
+	t.Setenv("NATTER_ROUTES", "["+strings.Join(urls, ", ")+"]")
+}
+
+// TestClusterConfigFiles checks what the three cluster configs set apart
+// from the users: authenticated routes to each other, JetStream in distinct
+// store directories, distinct names and ports; and that a config whose
+// route variables are missing is refused rather than run without route
+// authentication.
+func TestClusterConfigFiles(t *testing.T) {
+	t.Setenv("NATTER_EDGE_PASSWORD", "e")
+	t.Setenv("NATTER_HANDLERS_PASSWORD", "h")
+	for _, unset := range []string{"NATTER_ROUTE_PASSWORD", "NATTER_ROUTES"} {
+		permRouteEnv(t, "routepw", 6222, 6223, 6224)
+		os.Unsetenv(unset)
+		if _, err := server.ProcessConfigFile("cluster/n1.conf"); err == nil {
+			t.Errorf("cluster/n1.conf without %s: no error", unset)
+		}
+	}
+	permRouteEnv(t, "routepw", 6222, 6223, 6224)
+	seen := map[string]string{}
+	distinct := func(file, what, v string) {
+		if other, ok := seen[what+"="+v]; ok {
+			t.Errorf("%s and %s have the same %s %q", other, file, what, v)
+		}
+		seen[what+"="+v] = file
+	}
+	for i := 1; i <= 3; i++ {
+		file := "cluster/n" + strconv.Itoa(i) + ".conf"
+		opts, err := server.ProcessConfigFile(file)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if opts.Cluster.Name != "natter" || opts.Cluster.Username != "route" || opts.Cluster.Password != "routepw" {
+			t.Errorf("%s: cluster %q, route user %q password %q; want natter, route, $NATTER_ROUTE_PASSWORD",
+				file, opts.Cluster.Name, opts.Cluster.Username, opts.Cluster.Password)
+		}
+		if len(opts.Routes) != 3 {
+			t.Errorf("%s: routes %v", file, opts.Routes)
+		}
+		for _, r := range opts.Routes {
+			if pass, _ := r.User.Password(); r.User.Username() != "route" || pass != "routepw" {
+				t.Errorf("%s: route %s without the route user's credentials", file, r.Redacted())
+			}
+		}
+		if !opts.JetStream || opts.StoreDir == "" {
+			t.Errorf("%s: JetStream %v, store dir %q", file, opts.JetStream, opts.StoreDir)
+		}
+		distinct(file, "store dir", opts.StoreDir)
+		distinct(file, "server name", opts.ServerName)
+		distinct(file, "client port", strconv.Itoa(opts.Port))
+		distinct(file, "cluster port", strconv.Itoa(opts.Cluster.Port))
+		distinct(file, "monitoring port", strconv.Itoa(opts.HTTPPort))
+	}
+}
+
+// permFreePorts returns n TCP ports free on 127.0.0.1 a moment ago.
+func permFreePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return ports
+}
+
+// permClusterNode starts a server from a cluster config with its ports and
+// store moved out of the way (routes come from NATTER_ROUTES).
+func permClusterNode(t *testing.T, file string, clusterPort int) *server.Server {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Port, opts.HTTPPort, opts.Cluster.Port = server.RANDOM_PORT, 0, clusterPort
+	opts.StoreDir, opts.NoSigs, opts.NoLog = t.TempDir(), true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("%s: not ready", file)
+	}
+	return ns
+}
+
+// permPeers counts the servers ns has routes to (a route pool holds several
+// connections to each).
+func permPeers(ns *server.Server) int {
+	rz, err := ns.Routez(nil)
+	if err != nil {
+		return -1
+	}
+	peers := map[string]bool{}
+	for _, r := range rz.Routes {
+		peers[r.RemoteID] = true
+	}
+	return len(peers)
+}
+
+// permWait polls cond every 50ms until it holds or d passes.
+func permWait(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// TestClusterConfigRoutes runs the three cluster configs (on free ports):
+// they form a cluster in which the handlers user creates natter's stores
+// with 3 replicas and an edge on one node hears a delivery published on
+// another; a node that presents a wrong route password, or none, is kept
+// out.
+func TestClusterConfigRoutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Setenv("NATTER_EDGE_PASSWORD", permEdgePass)
+	t.Setenv("NATTER_HANDLERS_PASSWORD", permHandlersPass)
+	ports := permFreePorts(t, 5)
+	permRouteEnv(t, "routepw", ports[:3]...)
+	var nodes []*server.Server
+	for i := range 3 {
+		nodes = append(nodes, permClusterNode(t, "cluster/n"+strconv.Itoa(i+1)+".conf", ports[i]))
+	}
+	if !permWait(20*time.Second, func() bool {
+		for _, n := range nodes {
+			if permPeers(n) != 2 || !n.JetStreamIsClustered() {
+				return false
+			}
+		}
+		return nodes[0].JetStreamIsLeader() || nodes[1].JetStreamIsLeader() || nodes[2].JetStreamIsLeader()
+	}) {
+		t.Fatalf("no cluster: peers %d %d %d", permPeers(nodes[0]), permPeers(nodes[1]), permPeers(nodes[2]))
+	}
+
+	// Intruders: a wrong password, and none, in their route URLs and
+	// their own authorization.
+	permRouteEnv(t, "wrong", ports[:3]...)
+	wrong := permClusterNode(t, "cluster/n3.conf", ports[3])
+	t.Setenv("NATTER_ROUTES", "[nats-route://127.0.0.1:"+strconv.Itoa(ports[0])+"]")
+	none := permClusterNode(t, "cluster/n2.conf", ports[4])
+
+	ctx := permCtx(t)
+	handlers := permConnect(t, nodes[2].ClientURL(), natsconf.HandlersUser, permHandlersPass)
+	js, err := jetstream.New(handlers.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := natsconf.MustSubjects("im")
+	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{Replicas: 3}); err != nil {
+		t.Fatalf("EnsureStores with 3 replicas: %v", err)
+	}
+	rooms, err := js.Stream(ctx, subj.StoreNames().Rooms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := rooms.CachedInfo(); info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Errorf("rooms stream: replicas %d, cluster %+v", info.Config.Replicas, info.Cluster)
+	}
+	edge := permConnect(t, nodes[0].ClientURL(), natsconf.EdgeUser, permEdgePass)
+	sub, err := edge.SubscribeSync("im.room.x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := edge.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !permWait(5*time.Second, func() bool {
+		if _, err := js.Publish(ctx, "im.store.room.x", []byte("across")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := sub.NextMsg(200 * time.Millisecond)
+		return err == nil && string(m.Data) == "across"
+	}) {
+		t.Error("the edge on node 1 did not hear a room message stored through node 3")
+	}
+	handlers.noViolations(t)
+	edge.noViolations(t)
+
+	time.Sleep(time.Second) // the intruders had time to try
+	for name, n := range map[string]*server.Server{"wrong password": wrong, "no password": none} {
+		if r := n.NumRoutes(); r != 0 {
+			t.Errorf("node with %s: %d route connections", name, r)
+		}
+	}
+	for i, n := range nodes {
+		if r := permPeers(n); r != 2 {
+			t.Errorf("node %d: routes to %d servers, want 2", i+1, r)
+		}
 	}
 }
