@@ -128,16 +128,16 @@ func TestConfigureModes(t *testing.T) {
 			if c.server.Demo != tc.demo {
 				t.Errorf("Demo = %v, want %v", c.server.Demo, tc.demo)
 			}
-			if c.debugAddr != "" {
-				t.Errorf("debugAddr = %q without -debug-addr", c.debugAddr)
+			if c.ops.DebugAddr != "" {
+				t.Errorf("debugAddr = %q without -debug-addr", c.ops.DebugAddr)
 			}
 		})
 	}
 	t.Run("-debug-addr", func(t *testing.T) {
 		cleanEnv(t)
 		c, err := configure([]string{"-debug-addr", "127.0.0.1:6060"})
-		if err != nil || c.debugAddr != "127.0.0.1:6060" {
-			t.Fatalf("configure: %q, %v; want 127.0.0.1:6060", c.debugAddr, err)
+		if err != nil || c.ops.DebugAddr != "127.0.0.1:6060" {
+			t.Fatalf("configure: %q, %v; want 127.0.0.1:6060", c.ops.DebugAddr, err)
 		}
 	})
 }

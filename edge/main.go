@@ -5,6 +5,8 @@
 //
 // Every flag has an environment twin NATTER_<NAME> (dashes become
 // underscores: -tls-cert is NATTER_TLS_CERT); a flag on the command line wins.
+// -log-format and -log-level set the logs; -metrics-addr serves Prometheus
+// /metrics, /healthz and /readyz on a listener of its own, -debug-addr pprof.
 // SIGINT or SIGTERM stops accepting, says bye ("shutdown") to every client,
 // drains NATS and exits 0.
 //
@@ -18,18 +20,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"natter/edge/auth"
 	"natter/edge/gateway"
 	"natter/edge/server"
 	"natter/natsconf"
 	"natter/natsconf/ops"
+	"natter/natsconf/ops/metrics"
 )
 
 func main() {
@@ -40,8 +46,11 @@ func main() {
 }
 
 func run(args []string) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	c, err := configure(args)
+	if err != nil {
+		return err
+	}
+	log, err := c.ops.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -52,22 +61,33 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if c.debugAddr != "" {
-		debug, err := ops.ServeDebug(ctx, c.debugAddr, log)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = debug.Stop(sctx)
-		}()
+	var scrape http.Handler
+	if c.ops.MetricsAddr != "" {
+		reg := metrics.NewRegistry()
+		cfg.Metrics = reg
+		scrape = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	}
+	// The ops listeners start first (a profile of a slow start, say); the
+	// edge is not ready until it runs.
+	var started atomic.Pointer[server.Server]
+	ready := func(ctx context.Context) error {
+		if s := started.Load(); s != nil {
+			return s.Ready(ctx)
+		}
+		return errors.New("starting")
+	}
+	stopOps, err := c.ops.Serve(ctx, log, scrape, ready)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 
+	natsconf.KeepURLOrder(c.natsNoRandomize)
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return err
 	}
+	started.Store(srv)
 	scheme := "ws"
 	if cfg.TLSCert != "" {
 		scheme = "wss"
@@ -104,9 +124,13 @@ wait:
 
 // edgeConfig is what the command line and the environment ask for.
 type edgeConfig struct {
-	server      server.Config // without Logger
+	server      server.Config // without Logger and Metrics
 	devIdentity bool          // server.Gateway.Auth takes ?user= unchecked
-	debugAddr   string        // pprof listen address; empty: none
+	ops         ops.Flags     // logs, pprof and metrics listeners
+
+	// natsNoRandomize keeps the order of the -nats URLs
+	// (natsconf.KeepURLOrder).
+	natsNoRandomize bool
 }
 
 // configure turns the flags in args and their environment twins into an
@@ -128,6 +152,7 @@ func configure(args []string) (edgeConfig, error) {
 	fs.StringVar(&cfg.Addr, "addr", ":8080", "HTTP and WebSocket listen address")
 	fs.StringVar(&cfg.DataDir, "data", "./natter-data", "data directory of the embedded NATS server")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "NATS server URLs, comma separated; empty starts an embedded server with every handler in-process")
+	fs.BoolVar(&c.natsNoRandomize, "nats-no-randomize", false, "try the -nats URLs in the order given (first one first, the next ones on a reconnect); by default the NATS client shuffles them")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "also expose the embedded NATS server on this TCP address (e.g. 127.0.0.1:4222); a non-loopback one needs -nats-auth")
 	fs.BoolVar(&cfg.NATSAuth, "nats-auth", false, "embedded NATS requires the edge and handlers users, each allowed only its own subjects")
 	fs.StringVar(&cfg.NATSEdgePassword, "nats-edge-password", "", "with -nats-auth: the edge user's password (default: made up)")
@@ -155,7 +180,7 @@ func configure(args []string) (edgeConfig, error) {
 	fs.BoolVar(&jwtCfg.AllowNoExpiry, "jwt-allow-no-exp", false, "with a JWT key: accept tokens without exp (they never expire)")
 	fs.BoolVar(&dev, "dev", false, "with -nats and no JWT key: take identities from ?user= unchecked (development only; the embedded mode does so without -dev)")
 	fs.BoolVar(&cfg.Demo, "demo", false, "serve the demo chat page at / (default: on in development mode, off otherwise)")
-	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
+	c.ops.Register(fs, "127.0.0.1:6060", "127.0.0.1:9100")
 	cfg.Stores.RegisterFlags(fs)
 	p, err := ops.ParseFlags(fs, args)
 	if err != nil {
@@ -163,6 +188,9 @@ func configure(args []string) (edgeConfig, error) {
 	}
 	if len(p.Args) > 0 {
 		return c, fmt.Errorf("unexpected argument %q", p.Args[0])
+	}
+	if err := c.ops.Check(); err != nil {
+		return c, err
 	}
 
 	// Fail closed: an empty value given for an auth flag or -nats is a

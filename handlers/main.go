@@ -5,8 +5,10 @@
 // Any number of copies of each handler can run; they share the work through
 // queue groups. Handler names and flags may come in any order. Every flag has
 // an environment twin NATTER_<NAME> (-replicas is NATTER_REPLICAS); a flag on
-// the command line wins. SIGINT or SIGTERM stops taking commands, finishes
-// the ones in flight and drains the connection.
+// the command line wins. -log-format and -log-level set the logs;
+// -metrics-addr serves Prometheus /metrics, /healthz and /readyz on a
+// listener of its own, -debug-addr pprof. SIGINT or SIGTERM stops taking
+// commands, finishes the ones in flight and drains the connection.
 package main
 
 import (
@@ -14,17 +16,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
 	"natter/natsconf/ops"
+	"natter/natsconf/ops/metrics"
 )
 
 func main() {
@@ -42,13 +49,18 @@ func run(args []string) error {
 		fs.PrintDefaults()
 	}
 	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS server URLs, comma separated")
+	noRandomize := fs.Bool("nats-no-randomize", false, "try the -nats URLs in the order given (first one first, the next ones on a reconnect); by default the NATS client shuffles them")
 	prefix := fs.String("prefix", natsconf.DefaultPrefix, "subject prefix")
 	timeout := fs.Duration("timeout", runtime.DefaultTimeout, "deadline of one command")
-	debugAddr := fs.String("debug-addr", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6061); empty: off")
+	var opsFlags ops.Flags
+	opsFlags.Register(fs, "127.0.0.1:6061", "127.0.0.1:9101")
 	var stores natsconf.StoreConfig
 	stores.RegisterFlags(fs)
 	parsed, err := ops.ParseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := opsFlags.Check(); err != nil {
 		return err
 	}
 	names := parsed.Args
@@ -63,33 +75,57 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := opsFlags.Logger(os.Stderr)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *debugAddr != "" {
-		debug, err := ops.ServeDebug(ctx, *debugAddr, logger)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = debug.Stop(sctx)
-		}()
+	rcfg := runtime.Config{Subjects: subj, Timeout: *timeout, Logger: logger}
+	var (
+		reg    *prometheus.Registry
+		scrape http.Handler
+	)
+	if opsFlags.MetricsAddr != "" {
+		reg = metrics.NewRegistry()
+		rcfg.Metrics = metrics.NewHandlers(reg)
+		scrape = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	}
+	// Ready once the handlers run, while NATS is connected and natter's
+	// streams answer; not ready again once stopping.
+	var ready atomic.Pointer[func(context.Context) error]
+	notYet := func(context.Context) error { return errors.New("starting") }
+	ready.Store(&notYet)
+	stopOps, err := opsFlags.Serve(ctx, logger, scrape, func(ctx context.Context) error { return (*ready.Load())(ctx) })
+	if err != nil {
+		return err
+	}
+	defer stopOps()
+	natsconf.KeepURLOrder(*noRandomize)
 	nc, err := natsconf.Connect(*natsURL, "natter-handlers "+strings.Join(names, ","))
 	if err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	set, err := registry.Start(startCtx, nc, runtime.Config{Subjects: subj, Timeout: *timeout, Logger: logger}, stores, names...)
+	set, err := registry.Start(startCtx, nc, rcfg, stores, names...)
 	cancel()
 	if err != nil {
 		nc.Close()
 		return err
 	}
+	if reg != nil {
+		if err := metrics.RegisterNATS(reg, "handlers", nc, set.Dropped); err != nil {
+			set.Stop()
+			nc.Close()
+			return err
+		}
+	}
+	running := func(ctx context.Context) error { return registry.Ready(ctx, nc, subj) }
+	ready.Store(&running)
 	logger.Info("handlers running", "handlers", names, "nats", nc.ConnectedUrlRedacted())
 	<-ctx.Done()
+	stopping := func(context.Context) error { return errors.New("stopping") }
+	ready.Store(&stopping)
 	logger.Info("stopping")
 	set.Stop()
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

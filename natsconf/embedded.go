@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -105,9 +106,31 @@ func ConnectEmbedded(srv *server.Server, name string, opts ...nats.Option) (*nat
 // takes that user's inbox prefix (InboxPrefix), so an edge or handlers
 // process connected as its natter user receives replies where its
 // permissions let it subscribe; a nats.CustomInboxPrefix in opts wins.
+//
+// The NATS client shuffles the list (and the servers it learns from the
+// cluster) before it connects and reconnects, which spreads processes over
+// the nodes; after KeepURLOrder(true) Connect keeps the order given
+// (nats.DontRandomize): the first URL is tried first, the next ones on a
+// reconnect.
 func Connect(urls, name string, opts ...nats.Option) (*nats.Conn, error) {
 	all := append(ServiceOptions(name), inboxOf(urls, opts)...)
+	if keepURLOrder.Load() {
+		all = append(all, nats.DontRandomize())
+	}
 	return nats.Connect(urls, append(all, opts...)...)
+}
+
+// keepURLOrder is what KeepURLOrder set.
+var keepURLOrder atomic.Bool
+
+// KeepURLOrder sets whether the connections Connect makes from now on keep
+// the order of their URL list (nats.DontRandomize) instead of letting the
+// NATS client shuffle it, and returns the previous setting. It is a
+// process-wide setting because the edge's server makes its connection
+// itself: the -nats-no-randomize flag of the edge and of the handlers sets
+// it; a test that sets it restores it.
+func KeepURLOrder(keep bool) (previous bool) {
+	return keepURLOrder.Swap(keep)
 }
 
 // connectUser returns the NATS user a connection with these URLs and options

@@ -83,14 +83,18 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 	names := subj.StoreNames()
 
 	streams := []struct {
-		name     string
-		subjects []string
-		maxMsgs  int64
-		maxAge   time.Duration
-		maxBytes int64
+		name       string
+		subjects   []string
+		maxMsgs    int64
+		maxAge     time.Duration
+		maxBytes   int64
+		discard    jetstream.DiscardPolicy
+		newPerSubj bool
 	}{
-		{names.Rooms, []string{"im.store.room.*"}, natsconf.DefaultRoomMaxMsgs, natsconf.DefaultRoomMaxAge, natsconf.DefaultRoomMaxBytes},
-		{names.Inbox, []string{"im.store.user.*", "im.store.pending.*"}, natsconf.DefaultInboxMaxMsgs, natsconf.DefaultInboxMaxAge, natsconf.DefaultInboxMaxBytes},
+		{names.Rooms, []string{"im.store.room.*"}, natsconf.DefaultRoomMaxMsgs, natsconf.DefaultRoomMaxAge, natsconf.DefaultRoomMaxBytes, jetstream.DiscardOld, false},
+		{names.Inbox, []string{"im.store.user.*"}, natsconf.DefaultInboxMaxMsgs, natsconf.DefaultInboxMaxAge, natsconf.DefaultInboxMaxBytes, jetstream.DiscardOld, false},
+		// Pending dms: a full user, or a full stream, refuses the newest.
+		{subj.PendingStore(), []string{"im.store.pending.*"}, natsconf.DefaultInboxMaxMsgs, natsconf.DefaultInboxMaxAge, natsconf.DefaultInboxMaxBytes, jetstream.DiscardNew, true},
 	}
 	for _, want := range streams {
 		st, err := js.Stream(ctx, want.name)
@@ -109,8 +113,15 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 			t.Errorf("%s limits = %d msgs/subject, %v, %d bytes; want %d, %v, %d",
 				want.name, c.MaxMsgsPerSubject, c.MaxAge, c.MaxBytes, want.maxMsgs, want.maxAge, want.maxBytes)
 		}
-		if c.Duplicates != natsconf.DefaultDedupWindow || c.Replicas != 1 || c.Discard != jetstream.DiscardOld || !c.AllowDirect {
-			t.Errorf("%s: duplicates %v, replicas %d, discard %v, direct %v", want.name, c.Duplicates, c.Replicas, c.Discard, c.AllowDirect)
+		if c.Duplicates != natsconf.DefaultDedupWindow || c.Replicas != 1 || c.Discard != want.discard || c.DiscardNewPerSubject != want.newPerSubj || !c.AllowDirect {
+			t.Errorf("%s: duplicates %v, replicas %d, discard %v (new per subject %v), direct %v",
+				want.name, c.Duplicates, c.Replicas, c.Discard, c.DiscardNewPerSubject, c.AllowDirect)
+		}
+		// The per-user store rate, for the handlers (default).
+		if want.name != subj.PendingStore() {
+			if rate, burst := natsconf.StoreRate(info); rate != natsconf.DefaultStoreRateBytes || burst != natsconf.DefaultStoreBurstBytes {
+				t.Errorf("%s: store rate %d/min, burst %d; want the defaults", want.name, rate, burst)
+			}
 		}
 	}
 	rooms, err := js.Stream(ctx, names.Rooms)

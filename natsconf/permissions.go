@@ -77,11 +77,13 @@ func (s Subjects) HandlersPermissions() *server.Permissions {
 // them, as nats.go's jetstream package sends it:
 //
 //   - account info ($JS.API.INFO: creating a bucket checks it);
-//   - on the rooms and inbox streams and the bucket's stream: create, update
-//     and info (EnsureStores and opening them), and direct gets (history,
-//     stored dms, KV Get);
-//   - on the inbox stream only: message delete (a delivered dm's pending
-//     entry);
+//   - on the rooms, inbox and pending streams and the bucket's stream:
+//     create, update and info (EnsureStores and opening them), and direct
+//     gets (history, stored and pending dms, KV Get);
+//   - on the pending stream: message delete (a delivered dm's pending
+//     entry); on the inbox stream: message delete (a dm refused with
+//     "inbox_full", and pending entries an older natter kept there once
+//     moved, MigratePending);
 //   - on the bucket only: its $KV subjects (put, create, update, delete a
 //     membership), ordered consumers (KV watches and key lists: create,
 //     info, next, delete) and purge (forgetting every membership).
@@ -95,7 +97,7 @@ func (s Subjects) HandlersJetStream() []string {
 	n := s.StoreNames()
 	kv := "KV_" + n.Members
 	out := []string{api + "INFO"}
-	for _, stream := range []string{n.Rooms, n.Inbox, kv} {
+	for _, stream := range []string{n.Rooms, n.Inbox, s.PendingStore(), kv} {
 		out = append(out,
 			api+"STREAM.CREATE."+stream,
 			api+"STREAM.UPDATE."+stream,
@@ -106,6 +108,7 @@ func (s Subjects) HandlersJetStream() []string {
 	}
 	return append(out,
 		api+"STREAM.MSG.DELETE."+n.Inbox,
+		api+"STREAM.MSG.DELETE."+s.PendingStore(),
 		api+"CONSUMER.CREATE."+kv+".>",
 		api+"CONSUMER.INFO."+kv+".*",
 		api+"CONSUMER.MSG.NEXT."+kv+".*",

@@ -159,6 +159,7 @@ func TestPermissionsPrefix(t *testing.T) {
 					case strings.HasPrefix(subj, "$JS.API."), strings.HasPrefix(subj, "$KV."):
 						// Only natter's streams and bucket.
 						if !strings.Contains(subj, "."+names.Rooms) && !strings.Contains(subj, "."+names.Inbox) &&
+							!strings.Contains(subj, "."+s.PendingStore()) &&
 							!strings.Contains(subj, ".KV_"+names.Members) && !strings.HasPrefix(subj, "$KV."+names.Members+".") {
 							t.Errorf("prefix %q: JetStream subject %q of another stream", prefix, subj)
 						}
@@ -166,7 +167,8 @@ func TestPermissionsPrefix(t *testing.T) {
 						t.Errorf("prefix %q: %s: subject %q outside the prefix, its inbox and natter's streams", prefix, users[i].Username, subj)
 					}
 					if strings.Contains(subj, "MSG.DELETE."+names.Rooms) || strings.Contains(subj, "PURGE."+names.Rooms) ||
-						strings.Contains(subj, "PURGE."+names.Inbox) || strings.Contains(subj, "STREAM.DELETE") {
+						strings.Contains(subj, "PURGE."+names.Inbox) || strings.Contains(subj, "PURGE."+s.PendingStore()) ||
+						strings.Contains(subj, "STREAM.DELETE") {
 						t.Errorf("prefix %q: %q may destroy stored messages", prefix, subj)
 					}
 				}
@@ -740,14 +742,16 @@ func TestHandlersJetStreamScoped(t *testing.T) {
 		"$JS.API.STREAM.UPDATE.OTHER", "$JS.API.STREAM.INFO.OTHER", "$JS.API.STREAM.MSG.DELETE.OTHER",
 		"$JS.API.STREAM.MSG.GET.OTHER", "$JS.API.DIRECT.GET.OTHER", "$JS.API.DIRECT.GET.OTHER.other.x",
 		"$JS.API.CONSUMER.CREATE.OTHER", "$JS.API.CONSUMER.CREATE.OTHER.c.other.x", "$JS.API.STREAM.DELETE.KV_OTHERKV",
-		// Natter's streams: never deleted; room history never purged or edited; the inbox never purged.
+		// Natter's streams: never deleted; room history never purged or edited; the inbox and pending dms never purged.
 		"$JS.API.STREAM.DELETE."+names.Rooms, "$JS.API.STREAM.DELETE."+names.Inbox, "$JS.API.STREAM.DELETE.KV_"+names.Members,
+		"$JS.API.STREAM.DELETE."+subj.PendingStore(), "$JS.API.STREAM.PURGE."+subj.PendingStore(),
 		"$JS.API.STREAM.PURGE."+names.Rooms, "$JS.API.STREAM.PURGE."+names.Inbox, "$JS.API.STREAM.MSG.DELETE."+names.Rooms,
 		// The account as a whole.
 		"$JS.API.STREAM.LIST", "$JS.API.STREAM.NAMES", "$JS.API.ACCOUNT.PURGE.$G", "$JS.API.META.LEADER.STEPDOWN",
 		"$JS.API.STREAM.RESTORE.OTHER2", "$JS.API.STREAM.SNAPSHOT."+names.Rooms,
 		// What natter does not do: consumers on the message streams.
 		"$JS.API.CONSUMER.CREATE."+names.Rooms+".c.im.store.room.x", "$JS.API.CONSUMER.DELETE."+names.Inbox+".c",
+		"$JS.API.CONSUMER.CREATE."+subj.PendingStore()+".c.im.store.pending.bob",
 	)
 	// Another bucket's keys: no writes.
 	if err := handlers.Publish("$KV.OTHERKV.k", []byte("v")); err != nil {
@@ -780,7 +784,7 @@ func TestHandlersJetStreamScoped(t *testing.T) {
 	if info, err := rooms.Info(ctx); err != nil || info.State.Msgs != 1 {
 		t.Errorf("rooms stream after the handlers' attempts: %+v %v", info, err)
 	}
-	if names, err := permStreamNames(ctx, ajs); err != nil || !slices.Equal(names, []string{"IM_INBOX", "IM_ROOMS", "KV_IM_MEMBERS", "KV_OTHERKV", "OTHER"}) {
+	if names, err := permStreamNames(ctx, ajs); err != nil || !slices.Equal(names, []string{"IM_INBOX", "IM_PENDING", "IM_ROOMS", "KV_IM_MEMBERS", "KV_OTHERKV", "OTHER"}) {
 		t.Errorf("streams %q (%v)", names, err)
 	}
 }
@@ -827,6 +831,10 @@ func TestHandlersPermissionsCoverNatter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pending, err := js.Stream(ctx, subj.PendingStore())
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// rooms: store with a message id, read the last one, page history.
 	var last uint64
@@ -853,21 +861,26 @@ func TestHandlersPermissionsCoverNatter(t *testing.T) {
 	if any, err := reader.Any(ctx, "im.store.room.x", last); err != nil || any {
 		t.Errorf("Reader.Any: %v %v", any, err)
 	}
-	// inbox: store a dm and its pending entry (message ids), read, delete.
+	// inbox: store a dm and its pending entry (message ids, the pending
+	// stream named), read, delete; read a dm by seq (a retry), delete a
+	// refused one.
 	ack, err := js.Publish(ctx, "im.store.user.bob", []byte("dm"), jetstream.WithMsgID("d1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pend, err := js.PublishMsg(ctx, &nats.Msg{Subject: "im.store.pending.bob", Data: []byte("dm"), Header: nats.Header{"Natter-Seq": {"1"}}},
-		jetstream.WithMsgID("pending:1"))
+		jetstream.WithMsgID("pending:1"), jetstream.WithExpectStream(subj.PendingStore()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msgs, err := natsconf.NewReader(handlers.Conn, names.Inbox).After(ctx, "im.store.pending.bob", 0, 10); err != nil || len(msgs) != 1 {
+	if msgs, err := natsconf.NewReader(handlers.Conn, subj.PendingStore()).After(ctx, "im.store.pending.bob", 0, 10); err != nil || len(msgs) != 1 {
 		t.Errorf("pending read: %v %v", msgs, err)
 	}
-	if err := inbox.DeleteMsg(ctx, pend.Sequence); err != nil {
+	if err := pending.DeleteMsg(ctx, pend.Sequence); err != nil {
 		t.Errorf("delete the pending entry: %v", err)
+	}
+	if m, err := inbox.GetMsg(ctx, ack.Sequence); err != nil || string(m.Data) != "dm" {
+		t.Errorf("read the dm by seq: %v %v", m, err)
 	}
 	if err := inbox.DeleteMsg(ctx, ack.Sequence); err != nil {
 		t.Errorf("delete the dm: %v", err)
@@ -974,6 +987,44 @@ func TestHandlersPermissionsCoverNatter(t *testing.T) {
 
 	handlers.noViolations(t)
 	edge.noViolations(t)
+}
+
+// TestHandlersPermissionsUpgrade: the handlers user can upgrade an inbox
+// stream of an older natter (pending entries kept in it) with
+// EnsureStores: the entries move to the pending stream, with no permission
+// refused.
+func TestHandlersPermissionsUpgrade(t *testing.T) {
+	ns := permStart(t)
+	url := ns.ClientURL()
+	ctx := permCtx(t)
+	subj := natsconf.MustSubjects("im")
+	admin := permConnect(t, url, permAdmin, permAdminPass)
+	ajs, err := jetstream.New(admin.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ajs.CreateStream(ctx, jetstream.StreamConfig{
+		Name: subj.StoreNames().Inbox, Subjects: []string{"im.store.user.*", "im.store.pending.*"}, AllowDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := ajs.PublishMsg(ctx, &nats.Msg{Subject: "im.store.pending.bob", Data: []byte("dm"), Header: nats.Header{natsconf.HeaderSeq: {strconv.Itoa(i + 1)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handlers := permConnect(t, url, natsconf.HandlersUser, permHandlersPass)
+	js, err := jetstream.New(handlers.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{}); err != nil {
+		t.Fatalf("EnsureStores over an old inbox stream as handlers: %v", err)
+	}
+	if msgs, err := natsconf.NewReader(handlers.Conn, subj.PendingStore()).After(ctx, "im.store.pending.bob", 0, 10); err != nil || len(msgs) != 3 {
+		t.Errorf("pending entries moved: %d (%v), want 3", len(msgs), err)
+	}
+	handlers.noViolations(t)
 }
 
 // permRouteEnv sets the route password and the route URLs (to ports on

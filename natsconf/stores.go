@@ -2,10 +2,13 @@ package natsconf
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -18,11 +21,15 @@ type StoreConfig struct {
 	RoomMaxAge time.Duration
 	// RoomMaxBytes bounds the whole rooms stream (default 10 GiB).
 	RoomMaxBytes int64
-	// InboxMaxMsgs is the most direct messages kept per user (default 1,000).
+	// InboxMaxMsgs is the most undelivered direct messages kept per user
+	// (default 1,000): one more is refused ("inbox_full"), none is
+	// dropped. It also bounds the dms per user the inbox stream keeps.
 	InboxMaxMsgs int64
 	// InboxMaxAge is how long direct messages are kept (default 7 days).
 	InboxMaxAge time.Duration
-	// InboxMaxBytes bounds the whole inbox stream (default 1 GiB).
+	// InboxMaxBytes bounds the pending stream (undelivered dms: a dm that
+	// does not fit is refused with "inbox_full") and, separately, the
+	// inbox stream (every dm; the oldest go) (default 1 GiB each).
 	InboxMaxBytes int64
 	// DedupWindow is how long a client id is remembered for idempotent
 	// sends (default 2 minutes).
@@ -33,6 +40,12 @@ type StoreConfig struct {
 	// NoOfflineDMs refuses a dm to a user with no live connection with the
 	// error "offline" instead of storing it.
 	NoOfflineDMs bool
+	// StoreRateBytes is how many bytes one user may store a minute, room
+	// messages and dms together (default 1 MiB; negative: no bound), and
+	// StoreBurstBytes how many at once (default 4 MiB). The handlers
+	// enforce it, each process on its own (see StoreRate).
+	StoreRateBytes  int64
+	StoreBurstBytes int64
 }
 
 // Defaults of StoreConfig.
@@ -44,6 +57,10 @@ const (
 	DefaultInboxMaxAge   = 7 * 24 * time.Hour
 	DefaultInboxMaxBytes = 1 << 30
 	DefaultDedupWindow   = 2 * time.Minute
+	// DefaultStoreRateBytes and DefaultStoreBurstBytes bound what one
+	// user stores: 1 MiB a minute, in bursts of up to 4 MiB.
+	DefaultStoreRateBytes  = 1 << 20
+	DefaultStoreBurstBytes = 4 << 20
 )
 
 func (c StoreConfig) withDefaults() StoreConfig {
@@ -56,6 +73,8 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	def(&c.RoomMaxBytes, DefaultRoomMaxBytes)
 	def(&c.InboxMaxMsgs, DefaultInboxMaxMsgs)
 	def(&c.InboxMaxBytes, DefaultInboxMaxBytes)
+	def(&c.StoreRateBytes, DefaultStoreRateBytes)
+	def(&c.StoreBurstBytes, DefaultStoreBurstBytes)
 	if c.RoomMaxAge == 0 {
 		c.RoomMaxAge = DefaultRoomMaxAge
 	}
@@ -71,11 +90,12 @@ func (c StoreConfig) withDefaults() StoreConfig {
 	return c
 }
 
-// Stores names the JetStream streams and buckets of one subject prefix.
+// Stores names the JetStream streams and buckets of one subject prefix
+// (the stream of pending dms is Subjects.PendingStore).
 type Stores struct {
 	// Rooms is the stream of room messages.
 	Rooms string
-	// Inbox is the stream of direct messages.
+	// Inbox is the stream of direct messages: every dm, once.
 	Inbox string
 	// Members is the KV bucket of room membership.
 	Members string
@@ -83,7 +103,7 @@ type Stores struct {
 
 // StoreNames returns the stream and bucket names for s's prefix.
 func (s Subjects) StoreNames() Stores {
-	base := strings.ToUpper(strings.NewReplacer(".", "_", ":", "_", "-", "_").Replace(s.prefix))
+	base := s.storeBase()
 	return Stores{
 		Rooms:   base + "_ROOMS",
 		Inbox:   base + "_INBOX",
@@ -91,11 +111,84 @@ func (s Subjects) StoreNames() Stores {
 	}
 }
 
+// PendingStore is the name of the stream of pending dms for s's prefix
+// (IM_PENDING for "im"): the dms no connection took yet, on
+// InboxPending subjects, delivered from there.
+func (s Subjects) PendingStore() string { return s.storeBase() + "_PENDING" }
+
+func (s Subjects) storeBase() string {
+	return strings.ToUpper(strings.NewReplacer(".", "_", ":", "_", "-", "_").Replace(s.prefix))
+}
+
+// Metadata keys of the rooms and inbox streams that carry the per-user
+// store rate (StoreRate), in bytes: 0 means no bound.
+const (
+	MetaStoreRateBytes  = "natter.store_rate_bytes"
+	MetaStoreBurstBytes = "natter.store_burst_bytes"
+)
+
+// StoreRate returns the per-user store rate that EnsureStores recorded in a
+// rooms or inbox stream's metadata: bytes a minute and burst, both 0 when
+// there is no bound. A stream without the keys (ensured by an older
+// natter) gets the defaults.
+//
+// The rate is a property of the stores, like their retention: every
+// handler process records its own (flags -store-rate-bytes and
+// -store-burst-bytes) when it ensures them, so the last one started sets it,
+// and each handler copy reads it once, when it starts.
+func StoreRate(info *jetstream.StreamInfo) (perMinute, burst int64) {
+	perMinute, burst = DefaultStoreRateBytes, DefaultStoreBurstBytes
+	if info == nil {
+		return perMinute, burst
+	}
+	if v, err := strconv.ParseInt(info.Config.Metadata[MetaStoreRateBytes], 10, 64); err == nil {
+		perMinute = v
+	}
+	if v, err := strconv.ParseInt(info.Config.Metadata[MetaStoreBurstBytes], 10, 64); err == nil {
+		burst = v
+	}
+	if perMinute <= 0 || burst <= 0 {
+		return 0, 0
+	}
+	return perMinute, burst
+}
+
+// metadata is what EnsureStores records in the rooms and inbox streams.
+func (c StoreConfig) metadata() map[string]string {
+	rate, burst := c.StoreRateBytes, c.StoreBurstBytes
+	if rate <= 0 || burst <= 0 {
+		rate, burst = 0, 0
+	}
+	return map[string]string{
+		MetaStoreRateBytes:  strconv.FormatInt(rate, 10),
+		MetaStoreBurstBytes: strconv.FormatInt(burst, 10),
+	}
+}
+
 // EnsureStores creates or updates the streams and buckets natter needs. It is
 // idempotent; every handler process calls it on start.
+//
+//   - The rooms stream keeps a room's latest RoomMaxMsgs messages for
+//     RoomMaxAge, within RoomMaxBytes for all rooms; beyond a limit the
+//     oldest go (of the room, or of the stream for the byte bound).
+//   - The inbox stream stores every dm once, on the target's InboxStore
+//     subject: its sequence is the dm's seq, and it deduplicates retries.
+//     Within its limits the oldest go, but nothing is delivered from it.
+//   - The pending stream (PendingStore) holds the dms no connection took,
+//     each with its frame, until a connection of the target takes it. It
+//     refuses rather than drops: a user's InboxMaxMsgs-th pending dm, or
+//     one beyond InboxMaxBytes for all users, is not stored (the sender
+//     gets "inbox_full"), so nobody's traffic removes another's pending
+//     dms; only InboxMaxAge does.
+//
+// Before the pending stream existed, pending dms were kept in the inbox
+// stream: EnsureStores takes that subject out of an existing inbox stream
+// (a stream update keeps the messages it holds) and moves the entries left
+// there into the pending stream (MigratePending).
 func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg StoreConfig) error {
 	cfg = cfg.withDefaults()
 	names := s.StoreNames()
+	meta := cfg.metadata()
 	rooms := jetstream.StreamConfig{
 		Name:              names.Rooms,
 		Description:       "natter room messages",
@@ -111,11 +204,12 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 			Source:      s.prefix + ".store.room.*",
 			Destination: s.prefix + ".room.{{wildcard(1)}}",
 		},
+		Metadata: meta,
 	}
 	inbox := jetstream.StreamConfig{
 		Name:              names.Inbox,
 		Description:       "natter direct messages",
-		Subjects:          []string{s.prefix + ".store.user.*", s.prefix + ".store.pending.*"},
+		Subjects:          []string{s.prefix + ".store.user.*"},
 		AllowRollup:       false,
 		DenyDelete:        false,
 		MaxMsgsPerSubject: cfg.InboxMaxMsgs,
@@ -125,8 +219,26 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 		Replicas:          cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
+		Metadata:          meta,
 	}
-	for _, sc := range []jetstream.StreamConfig{rooms, inbox} {
+	pending := jetstream.StreamConfig{
+		Name:              s.PendingStore(),
+		Description:       "natter pending direct messages: the dms no connection took yet",
+		Subjects:          []string{s.prefix + ".store.pending.*"},
+		MaxMsgsPerSubject: cfg.InboxMaxMsgs,
+		MaxAge:            cfg.InboxMaxAge,
+		MaxBytes:          cfg.InboxMaxBytes,
+		Duplicates:        cfg.DedupWindow,
+		Replicas:          cfg.Replicas,
+		Discard:           jetstream.DiscardNew,
+		// JetStream needs a per-subject limit for this; without one
+		// (InboxMaxMsgs negative) only the byte bound refuses.
+		DiscardNewPerSubject: cfg.InboxMaxMsgs > 0,
+		AllowDirect:          true,
+	}
+	// The inbox first: an inbox stream of an older natter still holds the
+	// pending subjects, which the pending stream cannot take before.
+	for _, sc := range []jetstream.StreamConfig{rooms, inbox, pending} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("natsconf: stream %s: %w", sc.Name, err)
 		}
@@ -140,8 +252,107 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	if err != nil {
 		return fmt.Errorf("natsconf: bucket %s: %w", names.Members, err)
 	}
+	if _, err := MigratePending(ctx, js, s); err != nil {
+		return err
+	}
 	return nil
 }
+
+// migratePage is how many old pending entries MigratePending reads at once.
+const migratePage = 256
+
+// MigratePending moves the pending dm entries that an older natter kept in
+// the inbox stream (on InboxPending subjects) into the pending stream, with
+// their frame, headers and message id, then deletes them from the inbox
+// stream; it returns how many it moved. An entry the pending stream refuses
+// (that user's pending dms, or the stream, are full) stays where it is,
+// undelivered, until a later call moves it or its age removes it. Several
+// processes may run it at once: the message id stores an entry once
+// (within the dedup window), and deleting one already gone is fine.
+// EnsureStores calls it; when nothing is left to move it costs one read.
+func MigratePending(ctx context.Context, js jetstream.JetStream, s Subjects) (int, error) {
+	names := s.StoreNames()
+	reader := NewReader(js.Conn(), names.Inbox)
+	subject := s.prefix + ".store.pending.*"
+	if left, err := reader.Any(ctx, subject, 0); err != nil || !left {
+		if err != nil {
+			return 0, fmt.Errorf("natsconf: pending entries in %s: %w", names.Inbox, err)
+		}
+		return 0, nil
+	}
+	inbox, err := js.Stream(ctx, names.Inbox)
+	if err != nil {
+		return 0, fmt.Errorf("natsconf: stream %s: %w", names.Inbox, err)
+	}
+	moved := 0
+	for after := uint64(0); ; {
+		msgs, err := reader.After(ctx, subject, after, migratePage)
+		if err != nil {
+			return moved, fmt.Errorf("natsconf: pending entries in %s: %w", names.Inbox, err)
+		}
+		futs := make([]jetstream.PubAckFuture, len(msgs))
+		for i, m := range msgs {
+			after = m.Seq
+			seq := m.Header.Get(HeaderSeq)
+			if seq == "" {
+				continue // not an entry natter wrote
+			}
+			futs[i], err = js.PublishMsgAsync(&nats.Msg{
+				Subject: m.Header.Get(nats.JSSubject),
+				Data:    m.Data,
+				Header:  nats.Header{HeaderSeq: {seq}},
+			}, jetstream.WithMsgID("pending:"+seq), jetstream.WithExpectStream(s.PendingStore()))
+			if err != nil {
+				return moved, fmt.Errorf("natsconf: move pending entry %d: %w", m.Seq, err)
+			}
+		}
+		for i, fut := range futs {
+			if fut == nil {
+				continue
+			}
+			select {
+			case <-fut.Ok():
+			case err := <-fut.Err():
+				if IsStoreFull(err) {
+					continue // stays in the inbox stream
+				}
+				return moved, fmt.Errorf("natsconf: move pending entry %d: %w", msgs[i].Seq, err)
+			case <-ctx.Done():
+				return moved, fmt.Errorf("natsconf: move pending entries: %w", ctx.Err())
+			}
+			err := inbox.DeleteMsg(ctx, msgs[i].Seq)
+			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+				return moved, fmt.Errorf("natsconf: delete moved pending entry %d: %w", msgs[i].Seq, err)
+			}
+			moved++
+		}
+		if len(msgs) < migratePage {
+			return moved, nil
+		}
+	}
+}
+
+// IsStoreFull reports whether err is JetStream refusing a message because
+// the stream (discard new) is at a limit: its bytes, its messages, or the
+// messages of the message's subject.
+func IsStoreFull(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != jsStoreFailed {
+		return false
+	}
+	return strings.Contains(api.Description, "maximum messages") || strings.Contains(api.Description, "maximum bytes")
+}
+
+// IsSubjectFull reports whether err is JetStream refusing a message because
+// its subject holds the most messages the stream keeps per subject.
+func IsSubjectFull(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jsStoreFailed && strings.Contains(api.Description, "per subject")
+}
+
+// jsStoreFailed is JetStream's error code for a message it did not store
+// (JSStreamStoreFailedF), which a discard-new limit gives.
+const jsStoreFailed jetstream.ErrorCode = 10077
 
 // KeyToken turns a valid name into a KV key token: KV keys cannot hold ':',
 // so it is written "=3A" ('=' never occurs in a valid name).

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"natter/natsconf/ops/metrics"
 )
 
 // batchConn wraps a connection so that the frames gws writes while a batch is
@@ -16,8 +18,9 @@ type batchConn struct {
 	net.Conn
 	writeTimeout time.Duration
 
-	closing atomic.Bool // set once the connection is being closed
-	pool    *bufPool    // write buffers shared by connections (nil: none)
+	closing atomic.Bool   // set once the connection is being closed
+	pool    *bufPool      // write buffers shared by connections (nil: none)
+	metrics *metrics.Edge // counts the bytes written (nil: none)
 
 	mu        sync.Mutex
 	deadline  time.Time // the write deadline set last
@@ -79,7 +82,9 @@ func (b *batchConn) writeNow(p []byte) (int, error) {
 			_ = b.Conn.SetWriteDeadline(b.deadline)
 		}
 	}
-	return b.Conn.Write(p)
+	n, err := b.Conn.Write(p)
+	b.metrics.Written(n)
+	return n, err
 }
 
 // expedite shortens the deadline of every write, including one in progress,

@@ -34,6 +34,8 @@ type client struct {
 	limiter  *rate.Limiter // nil when rate limiting is off
 	lastSeen atomic.Int64  // unix nanoseconds of the last frame read
 	closing  atomic.Bool
+	opened   time.Time                        // for the close's log line
+	byeCode  atomic.Pointer[protocol.ByeCode] // the bye it got, if any
 
 	limited int // read goroutine only: rate-limited commands in a row
 	bad     int // relay goroutine only: bad frames in a row
@@ -73,7 +75,8 @@ func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.I
 		later:    g.lazy.add,
 	}
 	c.relayer = relayer{c: c}
-	c.lastSeen.Store(time.Now().UnixNano())
+	c.opened = time.Now()
+	c.lastSeen.Store(c.opened.UnixNano())
 	return c
 }
 
@@ -83,6 +86,7 @@ func (c *client) send(frame []byte) bool { return c.out.push(frame) }
 // writeBatch writes frames with one syscall. Without compression it frames
 // them itself (no allocation per frame); with it, gws compresses each.
 func (c *client) writeBatch(frames [][]byte) error {
+	c.g.cfg.Metrics.Batch(len(frames))
 	if !c.g.cfg.Compression {
 		return c.raw.writeTextFrames(frames)
 	}
@@ -135,6 +139,7 @@ func (c *client) bye(code protocol.ByeCode, message string) {
 	if !c.closing.CompareAndSwap(false, true) {
 		return
 	}
+	c.setBye(code)
 	var written <-chan struct{}
 	if code == protocol.ByeSlow {
 		c.out.close() // what is queued will not be read anyway
@@ -184,19 +189,20 @@ func (c *client) onMessage(msg *gws.Message) {
 	c.touch()
 	switch data := msg.Bytes(); {
 	case msg.Opcode != gws.OpcodeText:
-		c.relayer.push(inbound{fault: protocol.Errorf(protocol.CodeBadFrame, "binary frames are not accepted; send JSON text")})
+		c.relayer.push(inbound{fault: protocol.Errorf(protocol.CodeBadFrame, "binary frames are not accepted; send JSON text"), read: c.g.readTime()})
 	case len(data) > c.g.cfg.MaxFrame:
-		c.relayer.push(inbound{fault: protocol.Errorf(protocol.CodeTooLarge, "frame larger than the limit")})
+		c.relayer.push(inbound{fault: protocol.Errorf(protocol.CodeTooLarge, "frame larger than the limit"), read: c.g.readTime()})
 	case c.limiter != nil && !c.limiter.Allow():
 		c.limited++
+		c.g.cfg.Metrics.RateLimited()
 		if c.limited > c.g.cfg.MaxBadFrames {
 			c.bye(protocol.ByeRateLimited, "too many commands")
 			return
 		}
-		c.relayer.push(inbound{data: data, limited: true})
+		c.relayer.push(inbound{data: data, limited: true, read: c.g.readTime()})
 	default:
 		c.limited = 0
-		c.relayer.push(inbound{data: data})
+		c.relayer.push(inbound{data: data, read: c.g.readTime()})
 	}
 }
 
@@ -227,6 +233,7 @@ func (c *client) answer(cmd protocol.Command, op, room string, frame []byte) {
 		// edge had to subscribe for it, the server must have the
 		// subscription first.
 		if c.subscribe(room) {
+			c.g.hub.knowLast(room, joinedSeq(frame))
 			if err := c.g.nc.FlushTimeout(c.g.cfg.RequestTimeout); err != nil {
 				c.g.cfg.Logger.Warn("flush room subscription", "room", room, "err", err)
 			}
@@ -248,8 +255,10 @@ const replayPage = protocol.MaxHistoryLimit
 // fails the client gets an error for the join and a bye "shutdown": it
 // reconnects and joins again with since, rather than live with a gap.
 func (c *client) joinSince(id, room string, since uint64, joined []byte) {
-	if _, err := c.g.hub.joinRoom(c, room, true); err != nil {
+	if subscribed, err := c.g.hub.joinRoom(c, room, true); err != nil {
 		c.g.cfg.Logger.Warn("room subscription failed", "conn", c.id, "room", room, "err", err)
+	} else if subscribed {
+		c.g.hub.knowLast(room, joinedSeq(joined))
 	}
 	// Once the server has the subscription, every message stored after
 	// this point also arrives live.
@@ -286,39 +295,17 @@ func (c *client) joinSince(id, room string, since uint64, joined []byte) {
 // replay asks the rooms handler for the stored messages of room after seq:
 // one page, and whether the room holds more after it.
 func (c *client) replay(room string, after uint64) ([]seqFrame, bool, error) {
-	subject, err := c.g.cfg.Subjects.Command(protocol.TypeHistory)
-	if err != nil {
-		return nil, false, err
+	return c.g.historyPage(c.header, room, &after, replayPage)
+}
+
+// joinedSeq reads the seq of a "joined" frame: the room's latest stored
+// message when the join was handled.
+func joinedSeq(joined []byte) uint64 {
+	var j struct {
+		Seq uint64 `json:"seq"`
 	}
-	req := protocol.Encode(protocol.Command{Type: protocol.TypeHistory, Room: room, After: &after, Limit: replayPage})
-	reply, err := c.g.nc.RequestMsg(&nats.Msg{Subject: subject, Header: c.header, Data: req}, c.g.cfg.RequestTimeout)
-	if err != nil {
-		return nil, false, requestError(protocol.TypeHistory, err)
-	}
-	var page struct {
-		Type     string            `json:"type"`
-		Code     protocol.Code     `json:"code"`
-		Message  string            `json:"message"`
-		Messages []json.RawMessage `json:"messages"`
-		More     bool              `json:"more"`
-	}
-	if err := json.Unmarshal(reply.Data, &page); err != nil {
-		return nil, false, protocol.Errorf(protocol.CodeInternal, "bad replay page")
-	}
-	if page.Type == protocol.FrameError {
-		return nil, false, protocol.Errorf(page.Code, page.Message)
-	}
-	out := make([]seqFrame, 0, len(page.Messages))
-	for _, m := range page.Messages {
-		var s struct {
-			Seq uint64 `json:"seq"`
-		}
-		if json.Unmarshal(m, &s) != nil {
-			return nil, false, protocol.Errorf(protocol.CodeInternal, "bad replayed message")
-		}
-		out = append(out, seqFrame{seq: s.Seq, frame: m})
-	}
-	return out, page.More && len(out) > 0, nil
+	_ = json.Unmarshal(joined, &j)
+	return j.Seq
 }
 
 func requestError(cmdType string, err error) *protocol.Error {

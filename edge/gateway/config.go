@@ -7,6 +7,7 @@ import (
 
 	"natter/edge/auth"
 	"natter/natsconf"
+	"natter/natsconf/ops/metrics"
 )
 
 // Config configures a Gateway. Zero values mean the documented defaults.
@@ -61,31 +62,44 @@ type Config struct {
 	// is announced to every member, and one write per announcement is
 	// what made joins cost O(members).
 	LazyDelay time.Duration
+	// GapCheckInterval is how often the edge compares every room it
+	// serves with the room's latest stored message, to deliver what live
+	// delivery lost at the tail (default 5s; also after every NATS
+	// reconnect).
+	GapCheckInterval time.Duration
+	// LoseRoomMessage, for tests only, drops a live room message as if
+	// NATS had lost it, when it returns true. Nil in production.
+	LoseRoomMessage func(room string, seq uint64) bool
 	// Compression enables permessage-deflate when a client asks for it.
 	Compression bool
 	// ReadBufferSize is each connection's read buffer (default 1 KiB).
 	ReadBufferSize int
-	// Logger receives connection errors (default slog.Default()).
+	// Logger receives connection errors (default slog.Default()), and at
+	// debug level one line per closed connection.
 	Logger *slog.Logger
+	// Metrics receives connection, command and delivery counts (nil:
+	// none); see metrics.Edge.
+	Metrics *metrics.Edge
 }
 
 // Defaults of Config.
 const (
-	DefaultMaxFrame        = 64 << 10
-	DefaultIdleTimeout     = 60 * time.Second
-	DefaultRequestTimeout  = 5 * time.Second
-	DefaultRate            = 100
-	DefaultBurst           = 200
-	DefaultMaxBadFrames    = 20
-	DefaultWriteQueueBytes = 4 << 20
-	DefaultWriteTimeout    = 10 * time.Second
-	DefaultReadBufferSize  = 1 << 10
-	DefaultMaxConnsPerUser = 32
-	DefaultMaxConnsPerIP   = 1024
-	DefaultResyncAfter     = 15 * time.Second
-	DefaultLazyDelay       = 200 * time.Millisecond
-	DefaultMaxRooms        = 256
-	hardFrameFactor        = 16
+	DefaultMaxFrame         = 64 << 10
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultRequestTimeout   = 5 * time.Second
+	DefaultRate             = 100
+	DefaultBurst            = 200
+	DefaultMaxBadFrames     = 20
+	DefaultWriteQueueBytes  = 4 << 20
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultReadBufferSize   = 1 << 10
+	DefaultMaxConnsPerUser  = 32
+	DefaultMaxConnsPerIP    = 1024
+	DefaultResyncAfter      = 15 * time.Second
+	DefaultLazyDelay        = 200 * time.Millisecond
+	DefaultMaxRooms         = 256
+	DefaultGapCheckInterval = 5 * time.Second
+	hardFrameFactor         = 16
 )
 
 func (c *Config) validate() error {
@@ -107,6 +121,7 @@ func (c *Config) validate() error {
 	setDefault(&c.ResyncAfter, DefaultResyncAfter)
 	setDefault(&c.LazyDelay, DefaultLazyDelay)
 	setDefault(&c.MaxRooms, DefaultMaxRooms)
+	setDefault(&c.GapCheckInterval, DefaultGapCheckInterval)
 	setDefault(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	if c.Logger == nil {

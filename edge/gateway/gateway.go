@@ -75,7 +75,15 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		done:   make(chan struct{}),
 	}
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.natsDown.Store(time.Now().UnixNano()) })
-	nc.SetReconnectHandler(func(*nats.Conn) { g.resync() })
+	h.g = g
+	recheck := make(chan struct{}, 1)
+	nc.SetReconnectHandler(func(*nats.Conn) {
+		g.resync()
+		select { // live delivery may have lost messages meanwhile
+		case recheck <- struct{}{}:
+		default:
+		}
+	})
 	g.perUser.limit = max(cfg.MaxConnsPerUser, 0)
 	g.perIP.limit = max(cfg.MaxConnsPerIP, 0)
 	g.upgrader = gws.NewUpgrader(events{g}, &gws.ServerOption{
@@ -87,6 +95,7 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		PermessageDeflate:  gws.PermessageDeflate{Enabled: cfg.Compression},
 		NewSession:         func() gws.SessionStorage { return &session{} },
 		Recovery:           gws.Recovery,
+		Logger:             gwsLogger{cfg.Logger},
 	})
 	// Handlers ask this subject whether the edge is alive before they
 	// forget the memberships of its connections.
@@ -100,10 +109,11 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		h.close()
 		return nil, err
 	}
-	g.wg.Add(3)
+	g.wg.Add(4)
 	go func() { defer g.wg.Done(); h.dispatch(g.done) }()
 	go func() { defer g.wg.Done(); g.reapIdle() }()
 	go func() { defer g.wg.Done(); g.lazy.run(g.done, cfg.LazyDelay) }()
+	go func() { defer g.wg.Done(); g.watchRooms(recheck) }()
 	return g, nil
 }
 
@@ -160,7 +170,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release()
 		return
 	}
-	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout, pool: &g.bufs}
+	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout, pool: &g.bufs, metrics: g.cfg.Metrics}
 	// net/http's reader is 4 KiB; an idle connection keeps a smaller one
 	// unless the client already sent bytes past the upgrade request.
 	br := brw.Reader
@@ -191,6 +201,7 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 	g.idsMu.Unlock()
 	c := newClient(g, ws, raw, id, ident)
 	c.release = release
+	g.cfg.Metrics.ConnOpened()
 	ws.Session().(*session).c = c
 	c.touch()
 	// welcome is the first frame; the outbox holds it, and anything
@@ -222,6 +233,8 @@ func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, releas
 		_ = raw.writeTextFrames([][]byte{welcome, protocol.EncodeBye(protocol.ByeShutdown, "server shutting down, reconnect")})
 		_ = raw.closeNow()
 		release()
+		c.setBye(protocol.ByeShutdown)
+		c.closedMetrics()
 		return
 	case err != nil:
 		g.cfg.Logger.Error("register connection", "err", err)
@@ -280,6 +293,7 @@ func (g *Gateway) closed(c *client) {
 	c.release()
 	rooms := g.hub.remove(c)
 	g.event(g.cfg.Subjects.EventDisconnect(), c, natsconf.DisconnectEvent{Rooms: rooms}.Encode())
+	c.closedMetrics()
 }
 
 // readDeadline is how long a read may wait: the idle timeout plus two

@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 
@@ -16,6 +16,7 @@ import (
 // keep their order. Rooms and users are counted: one subscription per room
 // (or user) per edge, whatever the number of local connections.
 type hub struct {
+	g    *Gateway
 	nc   *nats.Conn
 	subj natsconf.Subjects
 	msgs chan *nats.Msg
@@ -26,6 +27,8 @@ type hub struct {
 	rooms   map[string]*fanout
 	bcast   *nats.Subscription
 	conns   *nats.Subscription // every connection's subject of this edge
+
+	droppedGone atomic.Uint64 // messages dropped by subscriptions let go
 }
 
 // fanout is one subscription shared by the local connections of a room or
@@ -34,6 +37,7 @@ type hub struct {
 type fanout struct {
 	sub     *nats.Subscription
 	members map[*client]*member
+	gaps    gapState // rooms only: what was delivered (see gaps.go)
 }
 
 // member is the replay state of a connection that joined a room with
@@ -147,33 +151,44 @@ func (h *hub) route(m *nats.Msg) {
 		if f == nil {
 			return
 		}
-		frame := m.Data
-		seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64)
-		if err == nil {
-			frame = protocol.WithSeq(frame, seq)
+		seq, stored := parseSeq(m.Header, nats.JSSequence)
+		if !stored {
+			h.deliverRoom(f, 0, m.Data) // presence: not stored
+			return
 		}
-		if err != nil {
-			seq = 0 // presence: not stored, held all the same
+		prev, hasPrev := parseSeq(m.Header, nats.JSLastSequence)
+		frame := protocol.WithSeq(m.Data, seq)
+		if hasPrev {
+			frame = protocol.InsertPrev(frame, prev)
 		}
-		for c, st := range f.members {
-			if st != nil {
-				if st.held != nil {
-					st.held.hold(seq, frame)
-					continue
-				}
-				if seq != 0 && seq <= st.floor {
-					continue
-				}
-			}
-			if seq == 0 {
-				c.out.pushLazy(frame) // presence can wait for company
-			} else {
-				c.send(frame)
-			}
+		if lose := h.g.cfg.LoseRoomMessage; lose != nil && lose(name, seq) {
+			return
 		}
+		h.routeStored(name, f, liveFrame{seq: seq, prev: prev, hasPrev: hasPrev, frame: frame})
 	case natsconf.KindBroadcast:
 		for _, c := range h.clients {
 			c.send(m.Data)
+		}
+	}
+}
+
+// deliverRoom queues a room frame (stored, with its seq; or presence, seq
+// 0) to every member of f, minding members that catch up with since.
+func (h *hub) deliverRoom(f *fanout, seq uint64, frame []byte) {
+	for c, st := range f.members {
+		if st != nil {
+			if st.held != nil {
+				st.held.hold(seq, frame)
+				continue
+			}
+			if seq != 0 && seq <= st.floor {
+				continue
+			}
+		}
+		if seq == 0 {
+			c.out.pushLazy(frame) // presence can wait for company
+		} else {
+			c.send(frame)
 		}
 	}
 }
@@ -304,6 +319,7 @@ func (h *hub) leaveLocked(set map[string]*fanout, name string, c *client) {
 	}
 	delete(f.members, c)
 	if len(f.members) == 0 {
+		h.retire(f.sub)
 		_ = f.sub.Unsubscribe()
 		delete(set, name)
 	}

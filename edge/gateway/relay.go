@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -37,6 +38,7 @@ type inbound struct {
 	data    []byte
 	fault   *protocol.Error // binary or too large: answered, never decoded
 	limited bool            // over the rate limit: answered rate_limited
+	read    time.Time       // when it was read (zero without metrics)
 }
 
 // pendingCommand is a decoded frame: a command to relay, or one answered
@@ -47,6 +49,8 @@ type pendingCommand struct {
 	data  []byte
 	reply []byte
 	fault error
+	read  time.Time     // when it was read (zero without metrics)
+	code  protocol.Code // what a local reply answers: "" (pong) or an error code
 }
 
 func (p *pendingCommand) local() bool { return p.reply != nil || p.fault != nil }
@@ -138,9 +142,11 @@ func (r *relayer) run() {
 			if p := &ready[0]; p.local() {
 				if p.fault != nil {
 					c.badFrame(p.cmd.ID, p.fault)
+					c.observeFault(p)
 				} else {
 					c.bad = 0
 					c.send(p.reply)
+					c.observe(p, p.code)
 				}
 				ready = ready[1:]
 				continue
@@ -177,7 +183,7 @@ func (c *client) limitRooms(joins []pendingCommand) bool {
 			continue
 		}
 		if n+len(seen) >= c.g.cfg.MaxRooms {
-			joins[i] = pendingCommand{cmd: protocol.Command{ID: joins[i].cmd.ID}, reply: protocol.EncodeError(joins[i].cmd.ID,
+			joins[i] = pendingCommand{cmd: protocol.Command{ID: joins[i].cmd.ID, Type: protocol.TypeJoin}, read: joins[i].read, code: protocol.CodeTooManyRooms, reply: protocol.EncodeError(joins[i].cmd.ID,
 				protocol.Errorf(protocol.CodeTooManyRooms, "in too many rooms: leave one first"))}
 			limited = true
 			continue
@@ -192,6 +198,7 @@ func decode(taken []inbound) []pendingCommand {
 	out := make([]pendingCommand, len(taken))
 	for i, in := range taken {
 		p := &out[i]
+		p.read = in.read
 		if in.fault != nil {
 			p.fault = in.fault
 			continue
@@ -201,8 +208,10 @@ func decode(taken []inbound) []pendingCommand {
 		case err != nil:
 			p.cmd.ID, p.fault = cmd.ID, err
 		case in.limited:
+			p.cmd.Type, p.code = cmd.Type, protocol.CodeRateLimited
 			p.reply = protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeRateLimited, "slow down"))
 		case cmd.Type == protocol.TypePing:
+			p.cmd.Type = cmd.Type
 			p.reply = protocol.EncodePong(cmd.ID)
 		default:
 			p.cmd, p.data = cmd, in.data
@@ -246,6 +255,7 @@ func (r *relayer) send(batch []pendingCommand) {
 			return
 		}
 		c.answer(batch[0].cmd, reply.Header.Get(natsconf.HeaderOp), reply.Header.Get(natsconf.HeaderRoom), reply.Data)
+		c.observeReply(&batch[0], reply.Data)
 		return
 	}
 	results, err := natsconf.SplitBatchResults(reply.Data)
@@ -255,6 +265,7 @@ func (r *relayer) send(batch []pendingCommand) {
 	}
 	for i, res := range results {
 		c.answer(batch[i].cmd, res.Op, res.Room, res.Frame)
+		c.observeReply(&batch[i], res.Frame)
 	}
 }
 
@@ -262,6 +273,7 @@ func (r *relayer) send(batch []pendingCommand) {
 func (r *relayer) fail(batch []pendingCommand, err *protocol.Error) {
 	for _, pc := range batch {
 		r.c.send(protocol.EncodeError(pc.cmd.ID, err))
+		r.c.observe(&pc, err.Code)
 	}
 }
 

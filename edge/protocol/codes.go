@@ -19,6 +19,10 @@ const (
 	// CodeTooManyRooms: a join past the per-connection room limit
 	// (protocol v1.1).
 	CodeTooManyRooms Code = "too_many_rooms"
+	// CodeInboxFull: a dm to a user with no live connection whose pending
+	// dms are at their limit, or when the server's store of pending dms
+	// is full; the dm is not stored (protocol v1.1).
+	CodeInboxFull Code = "inbox_full"
 )
 
 // ByeCode is the reason of a "bye" frame sent just before the server closes

@@ -156,5 +156,29 @@ func WithSeq(frame []byte, seq uint64) []byte {
 	return append(out, frame[1:]...)
 }
 
+// InsertPrev returns frame, a JSON object that begins with "seq" (as
+// WithSeq makes it), with "prev":prev right after the seq: the seq of the
+// room's previous stored message, so a client can tell when it missed one.
+// It allocates once; frame is not modified. A frame of another shape is
+// returned as it is.
+func InsertPrev(frame []byte, prev uint64) []byte {
+	const head = `{"seq":`
+	if !bytes.HasPrefix(frame, []byte(head)) {
+		return frame
+	}
+	end := len(head)
+	for end < len(frame) && frame[end] >= '0' && frame[end] <= '9' {
+		end++
+	}
+	if end == len(head) || end == len(frame) {
+		return frame
+	}
+	out := make([]byte, 0, len(frame)+28)
+	out = append(out, frame[:end]...)
+	out = append(out, `,"prev":`...)
+	out = strconv.AppendUint(out, prev, 10)
+	return append(out, frame[end:]...)
+}
+
 // Uint64 returns a pointer to v, for Reply.Seq.
 func Uint64(v uint64) *uint64 { return &v }

@@ -219,3 +219,22 @@ func TestErrorString(t *testing.T) {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestInsertPrev(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`{"seq":42,"type":"msg","body":1}`, `{"seq":42,"prev":41,"type":"msg","body":1}`},
+		{`{"seq":7}`, `{"seq":7,"prev":41}`},
+		{`{"type":"msg","seq":42}`, `{"type":"msg","seq":42}`}, // not the shape WithSeq makes
+		{`{"seq":}`, `{"seq":}`},
+		{`{"seq":12`, `{"seq":12`},
+		{``, ``},
+	} {
+		in := []byte(tt.in)
+		if got := string(protocol.InsertPrev(in, 41)); got != tt.want {
+			t.Errorf("InsertPrev(%s, 41) = %s, want %s", tt.in, got, tt.want)
+		}
+		if string(in) != tt.in {
+			t.Errorf("InsertPrev modified its input %s", tt.in)
+		}
+	}
+}

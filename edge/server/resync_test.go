@@ -1,9 +1,10 @@
 package server_test
 
 import (
+	"context"
 	"net"
-	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,13 +43,9 @@ func TestResyncAfterNATSOutage(t *testing.T) {
 	stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		// The edge notices the loss on its own; a health check shows it.
-		resp, err := http.Get("http://" + srv.Addr().String() + "/healthz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				break
-			}
+		// The edge notices the loss on its own; its readiness says so.
+		if err := srv.Ready(context.Background()); err != nil && strings.Contains(err.Error(), "NATS is not connected") {
+			break
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
 	}

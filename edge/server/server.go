@@ -1,12 +1,14 @@
 // Package server assembles a whole edge process: the HTTP server (with TLS
-// when given a certificate), the WebSocket gateway, /healthz, and in
-// development mode an embedded NATS server with every handler in-process.
+// when given a certificate), the WebSocket gateway, /healthz and /readyz,
+// metrics, and in development mode an embedded NATS server with every
+// handler in-process.
 // The edge's main only turns flags into a Config.
 package server
 
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,12 +22,16 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"natter/edge/gateway"
+	"natter/edge/protocol"
 	"natter/edge/web"
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/ops"
+	"natter/natsconf/ops/metrics"
 )
 
 // Config configures an edge process. Zero values mean the documented
@@ -68,6 +74,10 @@ type Config struct {
 	Stores natsconf.StoreConfig
 	// Logger receives the process's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics, when set, receives the edge's Prometheus metrics: the
+	// gateway's (unless Gateway.Metrics is set), the in-process handlers'
+	// in development mode, and the NATS connections'.
+	Metrics prometheus.Registerer
 }
 
 // Server is a running edge.
@@ -116,6 +126,9 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Gateway.Subjects.Prefix() == "" {
 		cfg.Gateway.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
 	}
+	if cfg.Metrics != nil && cfg.Gateway.Metrics == nil {
+		cfg.Gateway.Metrics = metrics.NewEdge(cfg.Metrics)
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 1), done: make(chan struct{})}
 	if err := s.start(); err != nil {
 		close(s.done)
@@ -151,6 +164,16 @@ func (s *Server) start() error {
 	s.gw, err = gateway.New(s.nc, cfg.Gateway)
 	if err != nil {
 		return err
+	}
+	if cfg.Metrics != nil {
+		if err := metrics.RegisterNATS(cfg.Metrics, "edge", s.nc, s.gw.DroppedMessages); err != nil {
+			return err
+		}
+		if s.hnc != nil {
+			if err := metrics.RegisterNATS(cfg.Metrics, "handlers", s.hnc, s.handlers.Dropped); err != nil {
+				return err
+			}
+		}
 	}
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
@@ -226,7 +249,11 @@ func (s *Server) startEmbedded() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s.handlers, err = registry.Start(ctx, s.hnc, runtime.Config{Subjects: cfg.Gateway.Subjects, Logger: s.log}, cfg.Stores, registry.All)
+	rcfg := runtime.Config{Subjects: cfg.Gateway.Subjects, Logger: s.log}
+	if cfg.Metrics != nil {
+		rcfg.Metrics = metrics.NewHandlers(cfg.Metrics)
+	}
+	s.handlers, err = registry.Start(ctx, s.hnc, rcfg, cfg.Stores, registry.All)
 	if err != nil {
 		return err
 	}
@@ -247,16 +274,64 @@ func (s *Server) routes() http.Handler {
 		webOpts = append(webOpts, web.WithDemo())
 	}
 	mux.Handle("/", web.Handler(webOpts...)) // the JS SDK (/natter.js), and the demo page if asked for
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() || !s.nc.IsConnected() || (s.hnc != nil && !s.hnc.IsConnected()) {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.Handle("GET /healthz", ops.Health())
+	mux.Handle("GET /readyz", ops.Readiness(s.Ready))
 	return mux
 }
+
+// Ready reports whether the edge can serve clients: it is started and not
+// shutting down, its NATS connection is up, and natter's streams answer.
+// In development mode the in-process handlers' connection asks JetStream
+// for the streams' info. In production the edge's NATS user may not use
+// JetStream (natsconf.EdgePermissions), so the edge asks what it may ask: a
+// "history" command (limit 1, room ReadyProbeRoom, user ReadyProbeUser),
+// which a rooms handler answers from the rooms stream; an edge is then not
+// ready while no rooms handler runs, as it could not serve joins and sends
+// either. Without a deadline in ctx, the check takes at most
+// ops.ReadyTimeout. /readyz answers with it (ops.Readiness).
+func (s *Server) Ready(ctx context.Context) error {
+	if !s.ready.Load() {
+		return errors.New("not serving (starting or shutting down)")
+	}
+	if !s.nc.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ops.ReadyTimeout)
+		defer cancel()
+	}
+	if s.hnc != nil {
+		return registry.Ready(ctx, s.hnc, s.cfg.Gateway.Subjects)
+	}
+	subject, err := s.cfg.Gateway.Subjects.Command(protocol.TypeHistory)
+	if err != nil {
+		return err
+	}
+	reply, err := s.nc.RequestMsgWithContext(ctx, &nats.Msg{
+		Subject: subject,
+		Header: nats.Header{
+			natsconf.HeaderConn: {"readyz"},
+			natsconf.HeaderUser: {ReadyProbeUser},
+			natsconf.HeaderEdge: {s.gw.EdgeID()},
+		},
+		Data: []byte(`{"type":"history","room":"` + ReadyProbeRoom + `","limit":1}`),
+	})
+	if err != nil {
+		return fmt.Errorf("rooms handler did not answer: %w", err)
+	}
+	var f protocol.ErrorFrame
+	if json.Unmarshal(reply.Data, &f) != nil || f.Type == protocol.FrameError {
+		return fmt.Errorf("rooms handler could not read the rooms stream: %s", f.Code)
+	}
+	return nil
+}
+
+// The identity and room of the readiness probe's "history" command.
+const (
+	ReadyProbeUser = "natter-readyz"
+	ReadyProbeRoom = "natter-readyz"
+)
 
 // ReloadCertificate loads the TLS certificate files again (on SIGHUP).
 // Established connections keep the certificate they began with.

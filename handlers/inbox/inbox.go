@@ -7,17 +7,27 @@
 // every edge holding a connection of that user queues it to all of them and
 // answers. That is the whole hot path: one JetStream write and one request.
 // Nothing is deleted when a dm is delivered; the stream keeps the latest
-// dms of every user under its retention limits.
+// dms of every user under its retention limits, and nothing is delivered
+// from it.
 //
-// A dm that no connection took (the target is offline) is also written as a
-// pending entry on the target's pending subject, naming the dm's seq. When
-// a user's first connection on an edge opens, the edge says so in its
+// A dm that no connection took (the target is offline) is also written, with
+// its frame, as a pending entry on the target's pending subject in the
+// pending stream, naming the dm's seq. That stream refuses rather than
+// drops (natsconf.EnsureStores): when the target's pending dms, or the
+// stream, are full, the entry is not written and the dm is refused with
+// "inbox_full" (its copy in the inbox stream is deleted), so it is never
+// delivered later, and no sender can push out a pending dm of another's.
+// When a user's first connection on an edge opens, the edge says so in its
 // connect event and the handler delivers the pending dms to that
 // connection, oldest first, each with a request the edge answers once the
 // frame is queued, and only then removes the entry: a pending dm is never
-// removed before a connection took it. Delivery is at least once: in a race
-// between a dm and a connect, or a crash between delivering and removing,
-// a dm can reach a connection twice, with the same seq.
+// removed before a connection took it (or its age). Delivery is at least
+// once: in a race between a dm and a connect, or a crash between delivering
+// and removing, a dm can reach a connection twice, with the same seq.
+//
+// Every dm is charged to its sender's store budget (runtime.StoreBudget,
+// shared with the room messages of the rooms handler on the same
+// connection): one over it is refused with "rate_limited".
 package inbox
 
 import (
@@ -51,8 +61,10 @@ type handler struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	subj    natsconf.Subjects
-	stream  jetstream.Stream
-	reader  *natsconf.Reader
+	stream  jetstream.Stream // the inbox stream: every dm
+	held    jetstream.Stream // the pending stream: dms no connection took
+	reader  *natsconf.Reader // of the pending stream
+	budget  *runtime.StoreBudget
 	store   bool // keep dms for offline users (else: error offline)
 	log     *slog.Logger
 	replies *replies
@@ -93,11 +105,19 @@ func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*ha
 	if err != nil {
 		return nil, fmt.Errorf("inbox: stream %s: %w", name, err)
 	}
+	pendingName := subj.PendingStore()
+	pending, err := js.Stream(ctx, pendingName)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: stream %s: %w", pendingName, err)
+	}
 	replies, err := newReplies(nc, subj)
 	if err != nil {
 		return nil, err
 	}
-	return &handler{nc: nc, js: js, subj: subj, stream: stream, reader: natsconf.NewReader(nc, name), replies: replies}, nil
+	return &handler{
+		nc: nc, js: js, subj: subj, stream: stream, held: pending,
+		reader: natsconf.NewReader(nc, pendingName), budget: runtime.StoreBudgetOf(nc, stream), replies: replies,
+	}, nil
 }
 
 // dms stores a connection's dms that arrived together with ordered
@@ -184,11 +204,17 @@ func (h *handler) prepare(ctx context.Context, req *runtime.Request) ([]byte, er
 	if !h.store && !h.online(ctx, to) {
 		return nil, protocol.Errorf(protocol.CodeOffline, to+" is offline")
 	}
-	return protocol.Encode(protocol.Message{Type: protocol.FrameDM, From: req.User, To: to, TS: runtime.Now(), Body: req.Command.Body}), nil
+	frame := protocol.Encode(protocol.Message{Type: protocol.FrameDM, From: req.User, To: to, TS: runtime.Now(), Body: req.Command.Body})
+	if err := h.budget.Take(req.User, len(frame)); err != nil {
+		return nil, err
+	}
+	return frame, nil
 }
 
 // retried says again what became of a dm stored before (a retry with the
-// same id), without delivering it twice.
+// same id), without delivering it twice: stored while it is pending,
+// refused ("inbox_full") when its copy in the inbox stream was deleted (see
+// keep), delivered otherwise.
 func (h *handler) retried(ctx context.Context, to string, seq uint64) (string, error) {
 	pending, err := h.isPending(ctx, to, seq)
 	if err != nil {
@@ -197,27 +223,58 @@ func (h *handler) retried(ctx context.Context, to string, seq uint64) (string, e
 	if pending {
 		return protocol.StatusStored, nil
 	}
+	if _, err := h.stream.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", inboxFull(to, nil)
+	} else if err != nil {
+		return "", runtime.StoreError(err)
+	}
 	return protocol.StatusDelivered, nil
 }
 
 // keep makes a dm that no connection took pending, then offers it once
 // more, since a connection that opened meanwhile may have looked for
-// pending dms before the entry was there.
+// pending dms before the entry was there. When the pending stream refuses
+// the entry (the target's pending dms, or the stream, are full) and that
+// last offer is not taken either, the dm is refused with "inbox_full" and
+// its copy in the inbox stream deleted: it is never delivered, and a retry
+// with the same id is refused again (retried).
 func (h *handler) keep(ctx context.Context, to string, frame []byte, seq uint64) (string, error) {
 	subject, _ := h.subj.InboxPending(to)
 	pa, err := h.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: frame, Header: nats.Header{
 		natsconf.HeaderSeq: {strconv.FormatUint(seq, 10)},
-	}}, jetstream.WithMsgID("pending:"+strconv.FormatUint(seq, 10)))
-	if err != nil {
+	}}, jetstream.WithMsgID("pending:"+strconv.FormatUint(seq, 10)), jetstream.WithExpectStream(h.subj.PendingStore()))
+	full := natsconf.IsStoreFull(err)
+	if err != nil && !full {
 		return "", runtime.StoreError(err)
 	}
 	again := []offer{{user: to, frame: protocol.WithSeq(frame, seq)}}
 	h.replies.offer(ctx, again)
-	if again[0].taken {
+	switch {
+	case again[0].taken && !full:
 		h.remove(ctx, pa.Sequence)
 		return protocol.StatusDelivered, nil
+	case again[0].taken:
+		return protocol.StatusDelivered, nil
+	case full:
+		if err := h.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			h.log.Warn("dm refused (inbox full) still in the inbox stream: a retry may be told it was delivered", "seq", seq, "err", err)
+		}
+		return "", inboxFull(to, err)
 	}
 	return protocol.StatusStored, nil
+}
+
+// inboxFull is the error of a dm the pending stream refused: err, the
+// refusal when known, tells the user's limit from the whole stream's.
+func inboxFull(to string, err error) error {
+	why := "their inbox is full"
+	switch {
+	case natsconf.IsSubjectFull(err):
+		why = "already has the most undelivered dms the server keeps per user"
+	case err != nil:
+		why = "the server's store of undelivered dms is full"
+	}
+	return protocol.Errorf(protocol.CodeInboxFull, to+" is offline and "+why+": the dm was not stored")
 }
 
 // online asks the edges whether user has a live connection, without
@@ -232,7 +289,7 @@ func (h *handler) online(ctx context.Context, user string) bool {
 
 // remove deletes a pending entry; one already gone is fine.
 func (h *handler) remove(ctx context.Context, seq uint64) {
-	err := h.stream.DeleteMsg(ctx, seq)
+	err := h.held.DeleteMsg(ctx, seq)
 	if err != nil && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		h.log.Warn("delivered dm still pending: it may be delivered again", "entry", seq, "err", err)
 	}

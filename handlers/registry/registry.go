@@ -98,6 +98,35 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config, stores natsco
 	return set, nil
 }
 
+// Dropped returns how many messages nats.go dropped because an endpoint of
+// the set's handlers did not keep up (a slow consumer).
+func (s *Set) Dropped() uint64 {
+	var n uint64
+	for _, svc := range s.services {
+		n += svc.Dropped()
+	}
+	return n
+}
+
+// Ready reports whether handlers on nc can work: nc is connected and
+// natter's streams and bucket answer (their stream info, within ctx).
+func Ready(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) error {
+	if !nc.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	n := subj.StoreNames()
+	for _, stream := range []string{n.Rooms, n.Inbox, "KV_" + n.Members} {
+		if _, err := js.Stream(ctx, stream); err != nil {
+			return fmt.Errorf("stream %s does not answer: %w", stream, err)
+		}
+	}
+	return nil
+}
+
 // Stop stops every handler of the set, waiting for commands in flight.
 func (s *Set) Stop() {
 	for _, svc := range s.services {

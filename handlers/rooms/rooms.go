@@ -220,7 +220,7 @@ func (h *handler) join(ctx context.Context, req *runtime.Request) (runtime.Respo
 	}
 	first, err := h.members.Add(ctx, memberKey(room, req.User), req.Conn, req.Edge)
 	if err != nil {
-		return runtime.Response{}, err
+		return runtime.Response{}, runtime.StoreError(err)
 	}
 	seq, err := h.lastSeq(ctx, room)
 	if err != nil {
@@ -246,7 +246,7 @@ func (h *handler) leave(ctx context.Context, req *runtime.Request) (runtime.Resp
 		return runtime.Response{}, err
 	}
 	if err := h.removeMember(ctx, room, req.User, req.Conn); err != nil {
-		return runtime.Response{}, err
+		return runtime.Response{}, runtime.StoreError(err)
 	}
 	return runtime.Response{
 		Frame: protocol.Reply{Type: protocol.FrameLeft, ID: req.Command.ID, Room: room},
@@ -267,13 +267,20 @@ func (h *handler) removeMember(ctx context.Context, room, user, conn string) err
 
 // sends stores a connection's room messages that arrived together with
 // ordered asynchronous publishes: they are stored, and so delivered, in
-// the order sent, for one round trip instead of one each.
+// the order sent, for one round trip instead of one each. Each message is
+// charged to its sender's store budget (runtime.StoreBudget, shared with
+// the dms of the inbox handler on the same connection) before it is
+// stored: one over it is refused with "rate_limited".
 func (h *handler) sends(ctx context.Context, reqs []*runtime.Request) []runtime.Outcome {
 	out := make([]runtime.Outcome, len(reqs))
 	sets := map[string]connset.Set{} // membership, read once per room
 	futs := make([]jetstream.PubAckFuture, len(reqs))
+	budget := runtime.StoreBudgetOf(h.nc, h.stream)
 	for i, req := range reqs {
 		data, err := h.message(ctx, req, sets)
+		if err == nil {
+			err = budget.Take(req.User, len(data))
+		}
 		if err != nil {
 			out[i].Err = err
 			continue
@@ -318,7 +325,7 @@ func (h *handler) message(ctx context.Context, req *runtime.Request, sets map[st
 	if !ok {
 		var err error
 		if set, err = h.members.Get(ctx, key); err != nil {
-			return nil, err
+			return nil, runtime.StoreError(err)
 		}
 		sets[key] = set
 	}
@@ -338,7 +345,7 @@ func (h *handler) membersOf(ctx context.Context, req *runtime.Request) (runtime.
 	}
 	keys, err := h.members.Keys(ctx, natsconf.KeyToken(room)+".*")
 	if err != nil {
-		return runtime.Response{}, err
+		return runtime.Response{}, runtime.StoreError(err)
 	}
 	users := make([]string, 0, len(keys))
 	prefix := len(natsconf.KeyToken(room)) + 1

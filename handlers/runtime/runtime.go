@@ -1,10 +1,22 @@
 // Package runtime is the small serverless runtime natter's handlers share.
 // A handler is a function of one client command; the runtime owns the rest:
-// a nats.go micro service whose endpoints subscribe in a queue group named
-// after the handler (so any number of copies can run), decoding of the
-// command and of the identity headers the edge set, a deadline per command,
-// bounded concurrency, panic recovery, and error replies in the protocol's
-// "error" frame.
+// a NATS service whose endpoints subscribe in a queue group named after the
+// handler (so any number of copies can run), decoding of the command and of
+// the identity headers the edge set, a deadline per command, bounded
+// concurrency, panic recovery, error replies in the protocol's "error"
+// frame, and metrics (Config.Metrics).
+//
+// A Service is a NATS micro service as nats.go's micro package defines it
+// ($SRV.PING, $SRV.INFO and $SRV.STATS answered with micro's types), named
+// natter-<handler> (see ServiceName), so `nats micro ls`, `nats micro info`
+// and `nats micro stats natter-rooms` show it. It
+// answers those itself rather than through micro.AddService: micro measures
+// a request (its processing time, whether it failed) only while its
+// callback runs, and the runtime runs commands after the callback returns,
+// concurrently, so micro's own statistics would show every request as
+// taking no time and none as failing. The runtime's statistics measure a
+// request from its arrival to its reply, and count it as an error when the
+// reply (or a command of its batch) is one.
 //
 // Commands of one connection reach a handler one request at a time: the
 // edge sends the next request only when the previous one is answered, and
@@ -19,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -26,14 +39,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
 
 	"natter/edge/protocol"
 	"natter/natsconf"
+	"natter/natsconf/ops/metrics"
 )
 
 // Config configures a Service. Zero values mean the documented defaults.
 type Config struct {
-	// Name of the handler; also its queue group. Required.
+	// Name of the handler (rooms). Required. Its queue group and its
+	// name in service discovery are natter-<Name>.
 	Name string
 	// Version of the handler, semver (default "1.0.0").
 	Version string
@@ -53,6 +69,9 @@ type Config struct {
 	// Stores is the storage policy handlers follow (retention is applied by
 	// natsconf.EnsureStores; NoOfflineDMs by the inbox handler).
 	Stores natsconf.StoreConfig
+	// Metrics receives requests, errors and durations per handler and
+	// type (nil: none). One value serves every handler of a process.
+	Metrics *metrics.Handlers
 }
 
 // Defaults of Config.
@@ -62,12 +81,25 @@ const (
 	DefaultSweepInterval = 30 * time.Second
 )
 
+// nameRE and versionRE are what micro accepts as a service name and
+// version (semver).
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9\-_]+$`)
+	versionRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+)
+
 func (c *Config) validate() error {
 	if c.Name == "" {
 		return errors.New("runtime: handler needs a name")
 	}
 	if c.Version == "" {
 		c.Version = "1.0.0"
+	}
+	if !nameRE.MatchString(c.Name) {
+		return fmt.Errorf("runtime: handler name %q: letters, digits, - and _ only", c.Name)
+	}
+	if !versionRE.MatchString(c.Version) {
+		return fmt.Errorf("runtime: handler version %q is not semver", c.Version)
 	}
 	if c.Subjects.Prefix() == "" {
 		c.Subjects = natsconf.MustSubjects(natsconf.DefaultPrefix)
@@ -144,42 +176,42 @@ type Event struct {
 // runtime replies with an empty message on success or a service error.
 type EventFunc func(ctx context.Context, ev *Event) error
 
-// Service is one running handler: a micro service with its endpoints.
+// Service is one running handler: a NATS service with its endpoints.
 type Service struct {
-	cfg    Config
-	nc     *nats.Conn
-	svc    micro.Service
-	ctx    context.Context
-	cancel context.CancelFunc
-	sem    chan struct{}
-	wg     sync.WaitGroup // commands in flight
-	once   sync.Once
+	cfg     Config
+	nc      *nats.Conn
+	id      string    // the instance's id in service discovery
+	started time.Time // UTC, for $SRV.STATS
+	ctx     context.Context
+	cancel  context.CancelFunc
+	sem     chan struct{}
+	wg      sync.WaitGroup // commands in flight
+	once    sync.Once
 
-	mu       sync.Mutex
-	stopping bool
+	mu        sync.Mutex
+	stopping  bool
+	removed   bool // endpoints and discovery unsubscribed
+	endpoints []*endpoint
+	control   []*nats.Subscription // $SRV discovery
 
 	background     context.Context // of Every's work, ended first by Stop
 	stopBackground context.CancelFunc
 }
 
-// New starts an empty handler service on nc. Add endpoints with Handle and
-// On; stop it with Stop.
+// New starts an empty handler service on nc: it answers service discovery
+// at once. Add endpoints with Handle and On; stop it with Stop.
 func New(nc *nats.Conn, cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	svc, err := micro.AddService(nc, micro.Config{
-		Name:        cfg.Name,
-		Version:     cfg.Version,
-		Description: cfg.Description,
-		QueueGroup:  "natter-" + cfg.Name,
-	})
-	if err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{cfg: cfg, nc: nc, id: nuid.Next(), started: time.Now().UTC(), ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxConcurrent)}
+	s.background, s.stopBackground = context.WithCancel(ctx)
+	if err := s.serveDiscovery(); err != nil {
+		_ = s.unsubscribe()
+		cancel()
 		return nil, fmt.Errorf("runtime: %s: %w", cfg.Name, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{cfg: cfg, nc: nc, svc: svc, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxConcurrent)}
-	s.background, s.stopBackground = context.WithCancel(ctx)
 	return s, nil
 }
 
@@ -215,45 +247,32 @@ func (s *Service) HandleBatch(cmdType string, fn BatchFunc) error {
 	if err != nil {
 		return err
 	}
-	return s.svc.AddEndpoint(cmdType, micro.HandlerFunc(func(r micro.Request) {
-		s.run(inboundOf(r), func(ctx context.Context, in inbound) {
-			s.serveCommand(ctx, in, fn)
-		})
-	}), micro.WithEndpointSubject(subject))
+	return s.addEndpoint(cmdType, subject, func(ctx context.Context, in *call) {
+		s.serveCommand(ctx, in, fn)
+	})
 }
 
 // On serves events published on subject.
 func (s *Service) On(name, subject string, fn EventFunc) error {
-	return s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
-		s.run(inboundOf(r), func(ctx context.Context, in inbound) {
-			err := fn(ctx, &Event{Identity: identity(in.header), First: in.header.Get(natsconf.HeaderFirst) != "", Data: in.data})
-			if err != nil {
-				s.cfg.Logger.Warn("event failed", "handler", s.cfg.Name, "event", name, "err", err)
-				s.reply(in, nil, errorHeader("500", err.Error()))
-				return
-			}
-			s.reply(in, nil, nil)
-		})
-	}), micro.WithEndpointSubject(subject))
-}
-
-// inbound is what the runtime keeps of a request: micro's Request is only
-// used inside micro's callback (micro reads it again when the callback
-// returns), and the work runs after that, on its own goroutine.
-type inbound struct {
-	subject, replyTo string
-	data             []byte
-	header           micro.Headers
-}
-
-func inboundOf(r micro.Request) inbound {
-	return inbound{subject: r.Subject(), replyTo: r.Reply(), data: r.Data(), header: r.Headers()}
+	return s.addEndpoint(name, subject, func(ctx context.Context, in *call) {
+		err := fn(ctx, &Event{Identity: identity(in.msg.Header), First: in.msg.Header.Get(natsconf.HeaderFirst) != "", Data: in.msg.Data})
+		if err != nil {
+			s.cfg.Logger.Warn("event failed", "handler", s.cfg.Name, "event", name, "err", err)
+			in.count(protocol.CodeInternal)
+			in.failed("500", err.Error())
+			s.reply(in, nil, errorHeader("500", err.Error()))
+			return
+		}
+		in.count("")
+		s.reply(in, nil, nil)
+	})
 }
 
 // run executes work in its own goroutine, bounded by MaxConcurrent, with the
 // command deadline, and turns a panic into an "internal" reply. After Stop
-// began, requests are answered "unavailable" at once.
-func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
+// began, requests are answered "unavailable" at once. It records the
+// request in the endpoint's statistics once answered.
+func (s *Service) run(in *call, work func(ctx context.Context, in *call)) {
 	acquired := false
 	select {
 	case s.sem <- struct{}{}:
@@ -266,7 +285,9 @@ func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
 		if acquired {
 			<-s.sem
 		}
-		s.replyError(in, commandID(in.data), protocol.Errorf(protocol.CodeUnavailable, "handler stopping"))
+		in.count(protocol.CodeUnavailable)
+		s.replyError(in, commandID(in.msg.Data), protocol.Errorf(protocol.CodeUnavailable, "handler stopping"))
+		in.finish()
 		return
 	}
 	s.wg.Add(1)
@@ -274,32 +295,37 @@ func (s *Service) run(in inbound, work func(ctx context.Context, in inbound)) {
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.sem }()
+		defer in.finish()
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 		defer cancel()
 		defer func() {
 			if p := recover(); p != nil {
-				s.cfg.Logger.Error("handler panic", "handler", s.cfg.Name, "subject", in.subject, "panic", p, "stack", string(debug.Stack()))
-				s.replyError(in, commandID(in.data), protocol.Errorf(protocol.CodeInternal, "handler failed"))
+				s.cfg.Logger.Error("handler panic", "handler", s.cfg.Name, "subject", in.msg.Subject, "panic", p, "stack", string(debug.Stack()))
+				if !in.counted {
+					in.count(protocol.CodeInternal)
+				}
+				s.replyError(in, commandID(in.msg.Data), protocol.Errorf(protocol.CodeInternal, "handler failed"))
 			}
 		}()
 		work(ctx, in)
 	}()
 }
 
-func (s *Service) serveCommand(ctx context.Context, in inbound, fn BatchFunc) {
-	batch := in.header.Get(natsconf.HeaderBatch) != ""
-	items := [][]byte{in.data}
+func (s *Service) serveCommand(ctx context.Context, in *call, fn BatchFunc) {
+	batch := in.msg.Header.Get(natsconf.HeaderBatch) != ""
+	items := [][]byte{in.msg.Data}
 	if batch {
 		// Several commands of one connection, applied in the order sent,
 		// each answered in the same order.
 		var err error
-		items, err = natsconf.SplitBatch(in.data)
+		items, err = natsconf.SplitBatch(in.msg.Data)
 		if err != nil || len(items) > natsconf.MaxBatch {
+			in.count(protocol.CodeInternal)
 			s.replyError(in, "", protocol.Errorf(protocol.CodeInternal, "malformed batch"))
 			return
 		}
 	}
-	id := identity(in.header)
+	id := identity(in.msg.Header)
 	results := make([]result, len(items))
 	reqs := make([]*Request, 0, len(items))
 	slots := make([]int, 0, len(items)) // results index of each request
@@ -329,9 +355,14 @@ func (s *Service) serveCommand(ctx context.Context, in inbound, fn BatchFunc) {
 		}
 	}
 	for i := range results {
+		var code protocol.Code
 		if err := results[i].err; err != nil {
 			results[i].err = s.clientError(results[i].cmdType, err)
+			pe := asProtocolError(results[i].err)
+			code = pe.Code
+			in.failed(string(pe.Code), pe.Message)
 		}
+		in.count(code)
 	}
 	if !batch {
 		r := results[0]
@@ -389,8 +420,9 @@ func asProtocolError(err error) *protocol.Error {
 
 // replyError answers with the protocol's error frame, and micro's service
 // error headers so NATS tools see the failure.
-func (s *Service) replyError(in inbound, id string, err error) {
+func (s *Service) replyError(in *call, id string, err error) {
 	pe := asProtocolError(err)
+	in.failed(string(pe.Code), pe.Message)
 	s.reply(in, protocol.EncodeError(id, pe), errorHeader(string(pe.Code), pe.Message))
 }
 
@@ -406,16 +438,18 @@ func errorHeader(code, description string) nats.Header {
 }
 
 // reply publishes the answer to a request (nothing for a plain publish).
-func (s *Service) reply(in inbound, data []byte, hdr nats.Header) {
-	if in.replyTo == "" {
+func (s *Service) reply(in *call, data []byte, hdr nats.Header) {
+	if in.msg.Reply == "" {
 		return
 	}
-	if err := s.nc.PublishMsg(&nats.Msg{Subject: in.replyTo, Header: hdr, Data: data}); err != nil {
+	in.finish()
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: in.msg.Reply, Header: hdr, Data: data}); err != nil {
+		in.ep.recordError("500:reply not sent: " + err.Error())
 		s.cfg.Logger.Warn("reply failed", "handler", s.cfg.Name, "err", err)
 	}
 }
 
-func identity(h micro.Headers) Identity {
+func identity(h nats.Header) Identity {
 	id := Identity{
 		Conn:      h.Get(natsconf.HeaderConn),
 		User:      h.Get(natsconf.HeaderUser),
@@ -438,7 +472,7 @@ func identity(h micro.Headers) Identity {
 func (s *Service) Stop() error {
 	var err error
 	s.once.Do(func() {
-		err = s.svc.Stop()
+		err = s.unsubscribe()
 		s.mu.Lock()
 		s.stopping = true // no new work from here: the wait below ends
 		s.mu.Unlock()
@@ -472,6 +506,3 @@ func (s *Service) Every(interval time.Duration, fn func(ctx context.Context)) {
 		}
 	}()
 }
-
-// Stats returns the micro service's statistics (requests, errors, latency).
-func (s *Service) Stats() micro.Stats { return s.svc.Stats() }

@@ -640,7 +640,7 @@ func TestStop(t *testing.T) {
 
 		// Wait until Stop is under way: the service no longer answers.
 		waitUnanswered(t, nc, commandSubject(t, "probe"), stopped)
-		waitUnanswered(t, nc, pingSubject(t, "test"), stopped)
+		waitUnanswered(t, nc, pingSubject(t, "natter-test"), stopped)
 		select {
 		case err := <-stopped:
 			t.Fatalf("Stop returned (%v) with a command in flight", err)
@@ -702,7 +702,7 @@ func TestStop(t *testing.T) {
 		// Release the first command only once Stop is under way: micro no
 		// longer answers pings once Stop removed the service, just before
 		// the runtime marks itself stopping.
-		waitUnanswered(t, nc, pingSubject(t, "test"), stopped)
+		waitUnanswered(t, nc, pingSubject(t, "natter-test"), stopped)
 		releaseAll()
 
 		got := map[string]*nats.Msg{}

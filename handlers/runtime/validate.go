@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"math"
+	goruntime "runtime"
 	"strings"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"natter/edge/protocol"
 	"natter/natsconf"
@@ -70,13 +76,150 @@ func MsgID(req *Request) string {
 // Now is the server timestamp of a message, in unix milliseconds.
 func Now() int64 { return time.Now().UnixMilli() }
 
-// StoreError turns a JetStream failure into CodeUnavailable when the store
-// did not answer; other errors are returned as they are (and become
-// "internal").
+// StoreError turns a failure of NATS or JetStream (no answer in time, no
+// responders, a connection that is closed or reconnecting, an error the
+// JetStream API reports, a canceled request) into CodeUnavailable: the
+// client retries with the same id. A *protocol.Error stays as it is, and so
+// does anything else (it becomes "internal": a bug, not an outage).
 func StoreError(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		return protocol.Errorf(protocol.CodeUnavailable, "message store unavailable")
+	if err == nil {
+		return nil
+	}
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || fromNATS(err) {
+		return protocol.Errorf(protocol.CodeUnavailable, "message store unavailable, retry with the same id")
 	}
 	return err
+}
+
+// fromNATS reports whether err is one of nats.go's or its jetstream
+// package's errors (connection closed, reconnecting, timeout, no
+// responders, no stream response...): they all say so.
+func fromNATS(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "nats: ") || strings.Contains(s, ": nats: ")
+}
+
+// StoreBudget bounds the bytes each user stores (room messages and dms,
+// as stored): a token bucket per user that refills perMinute bytes a
+// minute and holds at most burst. A command over it is refused with
+// CodeRateLimited and stores nothing. A nil *StoreBudget bounds nothing.
+//
+// It is kept in memory by each handler process, so the bound a user meets
+// is per process: with n copies of the handlers sharing the commands, a
+// user can store up to n times as much. It tracks at most maxBudgetUsers
+// users: a user whose bucket is full again is forgotten first (which gives
+// it nothing it did not have), and only when every tracked user stored
+// within the last burst/perMinute minutes are busy ones forgotten too.
+type StoreBudget struct {
+	perSec    rate.Limit
+	burst     int
+	perMinute int64
+	mu        sync.Mutex
+	users     map[string]*rate.Limiter
+}
+
+// maxBudgetUsers bounds the users a StoreBudget tracks.
+const maxBudgetUsers = 1 << 16
+
+// NewStoreBudget returns a budget of perMinute bytes a minute in bursts of
+// burst bytes per user, or nil (no bound) when either is not positive.
+func NewStoreBudget(perMinute, burst int64) *StoreBudget {
+	if perMinute <= 0 || burst <= 0 {
+		return nil
+	}
+	return &StoreBudget{
+		perSec:    rate.Limit(float64(perMinute) / 60),
+		burst:     int(min(burst, math.MaxInt32)),
+		perMinute: perMinute,
+		users:     map[string]*rate.Limiter{},
+	}
+}
+
+// Take charges n bytes to user, or returns a CodeRateLimited error (and
+// charges nothing) when user's budget does not hold them. A message larger
+// than the burst passes when the budget is full, and empties it.
+func (b *StoreBudget) Take(user string, n int) error {
+	if b == nil {
+		return nil
+	}
+	now := time.Now()
+	b.mu.Lock()
+	l := b.users[user]
+	if l == nil {
+		if len(b.users) >= maxBudgetUsers {
+			b.forget(now)
+		}
+		l = rate.NewLimiter(b.perSec, b.burst)
+		b.users[user] = l
+	}
+	ok := l.AllowN(now, min(n, b.burst))
+	b.mu.Unlock()
+	if !ok {
+		return protocol.Errorf(protocol.CodeRateLimited, fmt.Sprintf(
+			"storing too fast: a user may store %s of messages a minute, in bursts of up to %s; retry later with the same id",
+			byteSize(b.perMinute), byteSize(int64(b.burst))))
+	}
+	return nil
+}
+
+// forget drops the users whose bucket is full (idle: a new bucket is the
+// same), then, if still too many are tracked, arbitrary ones, down to 7/8
+// of the bound so that the next sweep is far off.
+func (b *StoreBudget) forget(now time.Time) {
+	for u, l := range b.users {
+		if l.TokensAt(now) >= float64(b.burst) {
+			delete(b.users, u)
+		}
+	}
+	for u := range b.users {
+		if len(b.users) < maxBudgetUsers*7/8 {
+			break
+		}
+		delete(b.users, u)
+	}
+}
+
+// byteSize writes n bytes for a message: "4 MiB", "64 KiB", "100 bytes".
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// budgets holds the StoreBudget of each handler process: one per NATS
+// connection, shared by the rooms and inbox handlers running on it, and
+// dropped when the connection is garbage collected.
+var budgets = struct {
+	sync.Mutex
+	m map[weak.Pointer[nats.Conn]]*StoreBudget
+}{m: map[weak.Pointer[nats.Conn]]*StoreBudget{}}
+
+// StoreBudgetOf returns the StoreBudget of the handlers running on nc,
+// making it the first time with the rate recorded in stream's metadata
+// (natsconf.StoreRate: EnsureStores records its StoreConfig's rate in the
+// rooms and inbox streams, which each handler opened when it started).
+func StoreBudgetOf(nc *nats.Conn, stream jetstream.Stream) *StoreBudget {
+	key := weak.Make(nc)
+	budgets.Lock()
+	defer budgets.Unlock()
+	if b, ok := budgets.m[key]; ok {
+		return b
+	}
+	b := NewStoreBudget(natsconf.StoreRate(stream.CachedInfo()))
+	budgets.m[key] = b
+	goruntime.AddCleanup(nc, func(k weak.Pointer[nats.Conn]) {
+		budgets.Lock()
+		delete(budgets.m, k)
+		budgets.Unlock()
+	}, key)
+	return b
 }

@@ -1,6 +1,8 @@
 // Package ops holds the process plumbing natter's commands share: flags with
-// environment twins, the loopback test for listen addresses, and the
-// optional pprof debug listener.
+// environment twins, the loopback test for listen addresses, the logger
+// (-log-format, -log-level), and the optional ops listeners: pprof
+// (-debug-addr), and Prometheus metrics with health checks
+// (-metrics-addr).
 package ops
 
 import (
@@ -86,7 +88,7 @@ func Loopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Debug is a running debug listener; see ServeDebug.
+// Debug is a running ops listener; see ServeDebug and Serve.
 type Debug struct {
 	srv    *http.Server
 	ln     net.Listener
@@ -95,31 +97,62 @@ type Debug struct {
 
 // ServeDebug listens on addr (for example "127.0.0.1:6060") and serves
 // net/http/pprof under /debug/pprof/ there, on a listener and mux of its
-// own, until Stop. /debug/pprof/cmdline is not served: a command line may
-// hold a secret. ctx bounds the listen only. A non-loopback addr is
-// allowed, with a warning in log: profiles tell a lot about a process. A
-// nil log is slog.Default().
+// own, until Stop: Serve with Routes{PProf: true}.
 func ServeDebug(ctx context.Context, addr string, log *slog.Logger) (*Debug, error) {
+	return Serve(ctx, addr, log, Routes{PProf: true})
+}
+
+// Routes says what an ops listener serves.
+type Routes struct {
+	// PProf serves net/http/pprof under /debug/pprof/, except
+	// /debug/pprof/cmdline: a command line may hold a secret.
+	PProf bool
+	// Metrics, when set, is served at /metrics (Prometheus).
+	Metrics http.Handler
+	// Ready, when set, makes the listener serve /healthz (liveness: 200
+	// while the process serves) and /readyz (200 when Ready returns nil
+	// within ReadyTimeout, else 503); see Health and Readiness.
+	Ready func(context.Context) error
+}
+
+// Serve listens on addr and serves routes there, on a listener and mux of
+// its own, until Stop. ctx bounds the listen only. A non-loopback addr is
+// allowed, with a warning in log when it serves pprof: profiles tell a lot
+// about a process. A nil log is slog.Default().
+func Serve(ctx context.Context, addr string, log *slog.Logger, routes Routes) (*Debug, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("debug listener: %w", err)
+		return nil, fmt.Errorf("ops listener: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/debug/pprof/cmdline" {
-			http.NotFound(w, r)
-			return
-		}
-		pprof.Index(w, r) // the index, and every named profile (heap, goroutine, ...)
-	})
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	var what []string
+	if routes.PProf {
+		mux.HandleFunc("GET /debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/debug/pprof/cmdline" {
+				http.NotFound(w, r)
+				return
+			}
+			pprof.Index(w, r) // the index, and every named profile (heap, goroutine, ...)
+		})
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		what = append(what, "/debug/pprof/")
+	}
+	if routes.Metrics != nil {
+		mux.Handle("GET /metrics", routes.Metrics)
+		what = append(what, "/metrics")
+	}
+	if routes.Ready != nil {
+		mux.Handle("GET /healthz", Health())
+		mux.Handle("GET /readyz", Readiness(routes.Ready))
+		what = append(what, "/healthz", "/readyz")
+	}
 	d := &Debug{
 		// No write timeout: a CPU profile or trace takes as long as asked.
 		srv:    &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
@@ -129,13 +162,13 @@ func ServeDebug(ctx context.Context, addr string, log *slog.Logger) (*Debug, err
 	go func() {
 		defer close(d.served)
 		if err := d.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("debug listener stopped", "err", err)
+			log.Error("ops listener stopped", "err", err)
 		}
 	}()
-	if !Loopback(addr) {
+	if routes.PProf && !Loopback(addr) {
 		log.Warn("the debug listener is not on a loopback address; anyone who reaches it can profile this process", "addr", ln.Addr().String())
 	}
-	log.Info("debug listener (pprof)", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	log.Info("ops listener", "url", "http://"+ln.Addr().String(), "serves", strings.Join(what, " "))
 	return d, nil
 }
 

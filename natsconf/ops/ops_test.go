@@ -2,13 +2,16 @@ package ops_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,5 +182,117 @@ func TestServeDebug(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", d.Addr().String(), 5*time.Second); err == nil {
 		_ = c.Close()
 		t.Error("the debug listener still accepts connections after Stop")
+	}
+}
+
+// TestFlagsServe: -metrics-addr serves /metrics, /healthz and /readyz (503
+// with the reason while not ready); with -debug-addr on the same address
+// one listener serves pprof as well.
+func TestFlagsServe(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "natter_test 1\n") })
+	var notReady error = errors.New("NATS is not connected")
+	ready := func(context.Context) error { return notReady }
+	client := &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(url string) (int, string) {
+		t.Helper()
+		res, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	addr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+
+	t.Run("apart", func(t *testing.T) {
+		f := ops.Flags{DebugAddr: addr(), MetricsAddr: addr()}
+		stop, err := f.Serve(context.Background(), slog.New(slog.DiscardHandler), metrics, ready)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		for url, want := range map[string]int{
+			"http://" + f.MetricsAddr + "/metrics":      200,
+			"http://" + f.MetricsAddr + "/healthz":      200,
+			"http://" + f.MetricsAddr + "/readyz":       503,
+			"http://" + f.MetricsAddr + "/debug/pprof/": 404,
+			"http://" + f.DebugAddr + "/debug/pprof/":   200,
+			"http://" + f.DebugAddr + "/metrics":        404,
+		} {
+			if got, body := get(url); got != want {
+				t.Errorf("GET %s: %d, want %d\n%.200s", url, got, want, body)
+			}
+		}
+		if _, body := get("http://" + f.MetricsAddr + "/readyz"); body != "not ready: NATS is not connected\n" {
+			t.Errorf("/readyz: %q", body)
+		}
+	})
+	t.Run("together", func(t *testing.T) {
+		a := addr()
+		f := ops.Flags{DebugAddr: a, MetricsAddr: a}
+		stop, err := f.Serve(context.Background(), slog.New(slog.DiscardHandler), metrics, func(context.Context) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		for _, path := range []string{"/metrics", "/healthz", "/readyz", "/debug/pprof/"} {
+			if got, body := get("http://" + a + path); got != 200 {
+				t.Errorf("GET %s: %d\n%.200s", path, got, body)
+			}
+		}
+	})
+}
+
+// TestReadiness: a readiness result is reused for a second, so probes
+// cost at most one check a second.
+func TestReadiness(t *testing.T) {
+	var checks atomic.Int32
+	h := ops.Readiness(func(context.Context) error { checks.Add(1); return nil })
+	for range 5 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		if rec.Code != http.StatusOK || rec.Body.String() != "ready\n" {
+			t.Fatalf("/readyz: %d %q", rec.Code, rec.Body)
+		}
+	}
+	if n := checks.Load(); n != 1 {
+		t.Errorf("%d checks for 5 probes within a second, want 1", n)
+	}
+}
+
+// TestLogger: -log-format and -log-level.
+func TestLogger(t *testing.T) {
+	var b strings.Builder
+	log, err := (&ops.Flags{LogFormat: "json", LogLevel: "warn"}).Logger(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown", "k", "v")
+	if out := b.String(); strings.Contains(out, "hidden") || !strings.HasPrefix(out, `{"time":`) || !strings.Contains(out, `"msg":"shown","k":"v"`) {
+		t.Errorf("json at warn: %q", out)
+	}
+	b.Reset()
+	log, err = (&ops.Flags{LogFormat: "text", LogLevel: "debug"}).Logger(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("shown")
+	if out := b.String(); !strings.Contains(out, "level=DEBUG msg=shown") {
+		t.Errorf("text at debug: %q", out)
+	}
+	for _, f := range []ops.Flags{{LogFormat: "xml"}, {LogLevel: "verbose"}} {
+		if _, err := f.Logger(&b); err == nil {
+			t.Errorf("%+v: accepted", f)
+		}
 	}
 }

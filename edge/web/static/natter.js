@@ -22,6 +22,13 @@
  *   `bye` with code `shutdown`), rejoins its rooms with `since` = the last
  *   `seq` it saw in each, and drops any room message it has already
  *   delivered, so the application sees neither a gap nor a duplicate;
+ * - checks each room's live messages end to end with their `prev` (v1.1):
+ *   when a message says a stored one came before it that the application
+ *   has not been given, the client fetches the missing ones with `history`
+ *   (`after`), holds the room's newer messages meanwhile, and hands them all
+ *   over in `seq` order; if that fails it rejoins the room with `since`;
+ * - drops a `dm` whose `seq` it has already delivered (stored dms are
+ *   delivered at least once);
  * - queues commands issued while disconnected (at most `maxQueue`) and sends
  *   them after the reconnect; an unacknowledged `send` or `dm` is sent again
  *   with the same `id`, which the server deduplicates.
@@ -55,7 +62,10 @@ export const State = Object.freeze({
  * `timeout` (no reply in time), `closed` (the client was closed),
  * `queue_full` (more than `maxQueue` commands waiting for a connection),
  * `disconnected` (a `broadcast` was in flight when the connection was lost:
- * it may or may not have been delivered, and is not retried), `left` (a
+ * it may or may not have been delivered, and is not retried), `gap` (on the
+ * `error` event, with `.room`: messages a room's `prev` said were missed
+ * could not be fetched, or more than `maxHeld` arrived meanwhile; the
+ * client rejoins the room with `since` to get them), `left` (a
  * `join` overtaken by a `leave` of the same room), `bad_url` (a URL the
  * transport refuses), `too_many_sockets`, `transport` (the socket failed),
  * `no_transport`.
@@ -350,6 +360,9 @@ export function autoTransport() {
  *   10 s)
  * @property {string} [idPrefix] prefix of generated command ids (default:
  *   random, so ids never repeat across page loads)
+ * @property {number} [maxHeld=1000] live messages of one room held while
+ *   the client fetches messages it missed in that room; beyond that it gives
+ *   up the fetch and rejoins the room with `since` instead
  */
 
 /**
@@ -363,6 +376,12 @@ export function autoTransport() {
  */
 
 const REPLY_TYPES = new Set(['joined', 'left', 'ack', 'members', 'history', 'pong', 'error']);
+
+/** Messages one `history` request of a gap fill asks for (the protocol's maximum). */
+const FILL_PAGE = 500;
+
+/** How many delivered dm keys (`to` and `seq`) are remembered, to drop repeats. */
+const DM_SEEN = 1000;
 
 function randomPrefix() {
   const c = typeof globalThis !== 'undefined' ? globalThis.crypto : undefined;
@@ -434,6 +453,7 @@ export class Client {
     this._pongTimeoutOpt = o.pongTimeout > 0 ? o.pongTimeout : 0;
     this._idPrefix = o.idPrefix || randomPrefix();
     this._idSeq = 0;
+    this._maxHeld = o.maxHeld > 0 ? o.maxHeld : 1000;
 
     /** @type {string} the current {@link State} */
     this.state = State.CONNECTING;
@@ -445,7 +465,11 @@ export class Client {
     this.welcome = undefined;
 
     this._listeners = new Map();
-    this._rooms = new Map(); // room -> {lastSeq?: number, waiters: [{resolve, reject}]}
+    // room -> {lastSeq?: number, waiters: [{resolve, reject}], fill: the gap
+    // fill running (null: none), held: live msgs held while it runs,
+    // rejoin: a join with since is on the wire (its replay brings what a
+    // gap misses)}
+    this._rooms = new Map();
     this._pending = new Map(); // id -> request on the wire, in the order written
     this._queue = []; // requests waiting for a connection
     this._dmSeen = new Set();
@@ -575,15 +599,23 @@ export class Client {
     // Requests on the wire go back to the head of the queue, in the order
     // they were written, with the same id; a broadcast cannot be retried
     // safely (no deduplication) and joins/leaves are redone by the rejoin.
+    // Gap fills are given up too: the rejoin with since replays what they
+    // were fetching and what they held.
     const requeue = [];
     for (const req of this._pending.values()) {
       clearTimeout(req.timer);
       if (req.kind === 'join') continue;
       if (req.kind === 'leave') req.resolve({ type: 'left', room: req.frame.room });
       else if (req.kind === 'broadcast') req.reject(new NatterError('disconnected', 'connection lost before the broadcast was acknowledged'));
+      else if (req.kind === 'fill') req.reject(new NatterError('disconnected', 'connection lost during a gap fill'));
       else requeue.push(req);
     }
     this._pending.clear();
+    for (const room of this._rooms.values()) {
+      room.fill = null;
+      room.held = [];
+      room.rejoinId = null;
+    }
     for (const req of requeue) this._armQueueTimer(req);
     this._queue.unshift(...requeue);
     if (this.state === State.CLOSED) return;
@@ -623,6 +655,7 @@ export class Client {
       if (req) {
         this._pending.delete(f.id);
         clearTimeout(req.timer);
+        if (req.kind === 'join') this._joinAnswered(req);
         if (f.type === 'error') req.reject(new NatterError(f.code || 'internal', f.message, f));
         else req.resolve(f);
         return;
@@ -635,20 +668,17 @@ export class Client {
       case 'msg': {
         const room = this._rooms.get(f.room);
         if (!room) return; // left, or never joined
-        if (typeof f.seq === 'number') {
-          if (room.lastSeq !== undefined && f.seq <= room.lastSeq) return; // seen already
-          room.lastSeq = f.seq;
-        }
-        this._emit('msg', f);
+        this._onRoomMsg(f.room, room, f);
         break;
       }
       case 'dm': {
+        // Stored dms are delivered at least once: a repeat has the same seq.
         if (typeof f.seq === 'number') {
           const key = f.to + '\u0000' + f.seq;
           if (this._dmSeen.has(key)) return;
           this._dmSeen.add(key);
           this._dmOrder.push(key);
-          if (this._dmOrder.length > 1000) this._dmSeen.delete(this._dmOrder.shift());
+          if (this._dmOrder.length > DM_SEEN) this._dmSeen.delete(this._dmOrder.shift());
         }
         this._emit('dm', f);
         break;
@@ -667,6 +697,123 @@ export class Client {
       default:
         break; // pong to our heartbeat, a late reply, or a frame of a later protocol version
     }
+  }
+
+  // -- room messages and gaps ----------------------------------------------
+
+  /**
+   * A room's `msg`: dropped when delivered already; held while a gap fill of
+   * the room runs; the start of a fill when its `prev` names a stored
+   * message the application was not given; else delivered.
+   */
+  _onRoomMsg(name, room, f) {
+    if (typeof f.seq !== 'number') {
+      this._emit('msg', f);
+      return;
+    }
+    if (room.lastSeq !== undefined && f.seq <= room.lastSeq) return; // seen already
+    if (room.fill) {
+      if (room.held.length >= this._maxHeld) {
+        this._fillFailed(name, room, new NatterError('gap', `more than ${this._maxHeld} messages held`));
+        return;
+      }
+      room.held.push(f);
+      return;
+    }
+    if (room.lastSeq !== undefined && typeof f.prev === 'number' && f.prev > room.lastSeq) {
+      // A join with since is on the wire: its replay brings this message
+      // and the ones before it.
+      if (room.rejoinId != null) return;
+      room.fill = { gen: this._gen, target: f.prev };
+      room.held = [f];
+      this._fillPage(name, room, room.fill);
+      return;
+    }
+    room.lastSeq = f.seq;
+    this._emit('msg', f);
+  }
+
+  /** Whether fill is still the one to run: same room, same connection. */
+  _fillCurrent(name, room, fill) {
+    return room.fill === fill && this._rooms.get(name) === room && fill.gen === this._gen && this.state === State.OPEN;
+  }
+
+  /**
+   * Asks for the room's stored messages after the last one delivered, hands
+   * them over, and pages on (`more`, or a full page) until the fill's
+   * target is reached.
+   */
+  _fillPage(name, room, fill) {
+    const after = room.lastSeq;
+    this._request({ type: 'history', room: name, after, limit: FILL_PAGE }, 'fill').then(
+      (reply) => {
+        if (!this._fillCurrent(name, room, fill)) return;
+        const msgs = Array.isArray(reply.messages) ? reply.messages : [];
+        for (const m of msgs) {
+          if (!m || typeof m.seq !== 'number' || m.seq <= room.lastSeq) continue;
+          room.lastSeq = m.seq;
+          this._emit('msg', m);
+          if (!this._fillCurrent(name, room, fill)) return; // a listener left the room, or closed
+        }
+        const progressed = room.lastSeq > after;
+        if (progressed && room.lastSeq < fill.target && (reply.more === true || msgs.length >= FILL_PAGE)) {
+          this._fillPage(name, room, fill);
+        } else {
+          this._fillEnd(name, room, fill);
+        }
+      },
+      (err) => {
+        if (this._fillCurrent(name, room, fill)) this._fillFailed(name, room, err);
+      },
+    );
+  }
+
+  /**
+   * The store holds nothing more up to the fill's target (what it lacks was
+   * removed by retention): hands over the held messages in order, and fills
+   * again when one of them shows a gap of its own.
+   */
+  _fillEnd(name, room, fill) {
+    if (room.lastSeq < fill.target) room.lastSeq = fill.target;
+    // A listener may make more messages arrive: they join the queue.
+    while (room.held.length) {
+      const h = room.held[0];
+      if (h.seq <= room.lastSeq) {
+        room.held.shift();
+        continue;
+      }
+      if (typeof h.prev === 'number' && h.prev > room.lastSeq) {
+        fill.target = h.prev; // missed again meanwhile
+        this._fillPage(name, room, fill);
+        return;
+      }
+      room.held.shift();
+      room.lastSeq = h.seq;
+      this._emit('msg', h);
+      if (!this._fillCurrent(name, room, fill)) return;
+    }
+    room.fill = null;
+  }
+
+  /**
+   * A fill failed (or held too much): the held messages are dropped and the
+   * room is joined again with since = the last seq delivered, whose replay
+   * brings them, as after a reconnect.
+   */
+  _fillFailed(name, room, err) {
+    room.fill = null;
+    room.held = [];
+    if (this.state === State.OPEN && this._conn) this._sendJoin(name, room.lastSeq);
+    const e = new NatterError('gap', `messages of ${name} after seq ${room.lastSeq} were missed and could not be fetched (${err.message}); joining again with since`);
+    e.room = name;
+    e.cause = err;
+    this._emit('error', e);
+  }
+
+  /** A join was answered (or timed out): its replay, if any, has begun. */
+  _joinAnswered(req) {
+    const room = this._rooms.get(req.frame.room);
+    if (room && room.rejoinId === req.frame.id) room.rejoinId = null;
   }
 
   _onWelcome(f) {
@@ -834,7 +981,10 @@ export class Client {
       if (this._pending.get(id) === req) this._pending.delete(id);
       const err = new NatterError('timeout', `no reply to ${req.frame.type} within ${req.timeout} ms`);
       err.id = id; // resend with { id } to retry a send or dm idempotently
-      if (req.kind === 'join') this._joinFailed(req.frame.room, err);
+      if (req.kind === 'join') {
+        this._joinAnswered(req);
+        this._joinFailed(req.frame.room, err);
+      }
       req.reject(err);
       this._probe(); // a missing reply may mean a dead connection
     }, req.timeout);
@@ -849,11 +999,19 @@ export class Client {
   _sendJoin(name, since) {
     const frame = { type: 'join', room: name };
     if (since !== undefined) frame.since = since;
-    this._request(frame, 'join').then(
+    const r = this._rooms.get(name);
+    // A plain join of a room whose position is known (joined again) must
+    // not move it: messages in flight would pass for seen.
+    const known = !!r && r.lastSeq !== undefined;
+    // Until it is answered, a live message that shows a gap is left to its
+    // replay (set before the write: the answer may come at once).
+    const id = this._nextId();
+    if (r && since !== undefined) r.rejoinId = id;
+    this._request(frame, 'join', { id }).then(
       (f) => {
         const room = this._rooms.get(name);
         if (!room) return;
-        if (since === undefined && typeof f.seq === 'number') room.lastSeq = Math.max(room.lastSeq || 0, f.seq);
+        if (since === undefined && !known && typeof f.seq === 'number') room.lastSeq = Math.max(room.lastSeq || 0, f.seq);
         const waiters = room.waiters;
         room.waiters = [];
         for (const w of waiters) w.resolve(f);
@@ -897,8 +1055,12 @@ export class Client {
     if (this.state === State.CLOSED) return Promise.reject(new NatterError('closed', 'client closed'));
     const since = typeof options.since === 'number' ? options.since : undefined;
     let r = this._rooms.get(room);
-    if (!r) this._rooms.set(room, (r = { lastSeq: since, waiters: [] }));
-    else if (since !== undefined) r.lastSeq = since;
+    if (!r) this._rooms.set(room, (r = { lastSeq: since, waiters: [], fill: null, held: [], rejoinId: null }));
+    else if (since !== undefined) {
+      r.lastSeq = since;
+      r.fill = null; // the replay brings what a fill was fetching
+      r.held = [];
+    }
     const p = new Promise((resolve, reject) => r.waiters.push({ resolve, reject }));
     if (this.state === State.OPEN && this._conn) this._sendJoin(room, since);
     return p;
@@ -927,7 +1089,8 @@ export class Client {
   }
 
   /**
-   * The last `seq` delivered (or taken as seen) in a room.
+   * The last `seq` delivered (or taken as seen) in a room. While missed
+   * messages are being fetched, newer ones are held and not counted.
    * @param {string} room
    * @returns {number|undefined}
    */
