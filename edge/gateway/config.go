@@ -22,7 +22,7 @@ type Config struct {
 	AllowedOrigins []string
 	// MaxFrame is the largest client message accepted, in bytes, after
 	// decompression (default 64 KiB). Larger ones get "too_large" up to
-	// 16 × MaxFrame; past that the connection is closed (1009; 1011 when
+	// 2 × MaxFrame; past that the connection is closed (1009; 1011 when
 	// the frame was compressed: gws reports a decompression over the limit
 	// as an internal error).
 	MaxFrame int
@@ -99,7 +99,7 @@ const (
 	DefaultLazyDelay        = 200 * time.Millisecond
 	DefaultMaxRooms         = 256
 	DefaultGapCheckInterval = 5 * time.Second
-	hardFrameFactor         = 16
+	hardFrameFactor         = 2
 )
 
 func (c *Config) validate() error {

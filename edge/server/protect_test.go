@@ -1340,3 +1340,36 @@ func TestProtectShutdownDuringUpgrade(t *testing.T) {
 			r.status, gw.Connections(), end)
 	}
 }
+
+// TestProtectUnfinishedHugeFrames: connections that announce frames of
+// almost 1 MiB and stall hold no memory for them: a frame beyond twice the
+// frame limit closes the connection at its header (1009).
+func TestProtectUnfinishedHugeFrames(t *testing.T) {
+	srv := ptEdge(t, server.Config{Gateway: gateway.Config{IdleTimeout: time.Minute}})
+	addr := srv.Addr().String()
+	const conns = 40
+	heapBefore, _ := ptHeap()
+	for i := range conns {
+		c, status := ptRawUpgrade(t, addr, fmt.Sprint("/ws?user=big", i), nil, "")
+		if c == nil {
+			t.Fatalf("upgrade: HTTP %d", status)
+		}
+		c.ptReadJSON(t, "welcome")
+		// A header for 1 MiB - 1 bytes, masked, then a few bytes only.
+		hdr := []byte{0x81, 0x80 | 127}
+		hdr = binary.BigEndian.AppendUint64(hdr, 1<<20-1)
+		hdr = append(hdr, 1, 2, 3, 4, 'x', 'y')
+		if _, err := c.Write(hdr); err != nil {
+			t.Fatal(err)
+		}
+		end := ptReadToEnd(c, 10*time.Second)
+		if !end.closed || end.closeCode != 1009 {
+			t.Fatalf("connection %d: %s, want closed with 1009", i, end)
+		}
+		_ = c.Close()
+	}
+	heapAfter, _ := ptHeap()
+	if growth := int64(heapAfter) - int64(heapBefore); growth > 8<<20 {
+		t.Errorf("heap grew by %d MiB for %d unfinished frames", growth>>20, conns)
+	}
+}

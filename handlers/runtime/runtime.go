@@ -395,17 +395,24 @@ type result struct {
 }
 
 // clientError is what the client is told of err: a *protocol.Error as it
-// is; a deadline as "unavailable"; anything else is logged and becomes
-// "internal".
+// is; a deadline or a NATS or JetStream failure as "unavailable"; anything
+// else is logged and becomes "internal".
 func (s *Service) clientError(cmdType string, err error) error {
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
 		return pe
 	}
-	s.cfg.Logger.Error("command failed", "handler", s.cfg.Name, "type", cmdType, "err", err)
 	if errors.Is(err, context.DeadlineExceeded) {
+		s.cfg.Logger.Warn("command timed out", "handler", s.cfg.Name, "type", cmdType, "err", err)
 		return protocol.Errorf(protocol.CodeUnavailable, "handler timed out")
 	}
+	// NATS or JetStream failing (a node lost, a leader being elected) is
+	// "unavailable": the client retries with the same id.
+	if u := StoreError(err); u != err {
+		s.cfg.Logger.Warn("command failed: messaging unavailable", "handler", s.cfg.Name, "type", cmdType, "err", err)
+		return u
+	}
+	s.cfg.Logger.Error("command failed", "handler", s.cfg.Name, "type", cmdType, "err", err)
 	return err
 }
 
