@@ -143,6 +143,7 @@ func configure(args []string) (edgeConfig, error) {
 		gw        = &cfg.Gateway
 		prefix    string
 		origins   string
+		proxies   string
 		rate      float64
 		jwtCfg    auth.JWTConfig
 		jwtSecret string
@@ -163,6 +164,7 @@ func configure(args []string) (edgeConfig, error) {
 	fs.StringVar(&cfg.WSPath, "ws-path", "/ws", "WebSocket endpoint path")
 	fs.StringVar(&prefix, "prefix", natsconf.DefaultPrefix, "NATS subject prefix")
 	fs.StringVar(&origins, "allowed-origins", "", "browser origins allowed, comma separated (empty: any)")
+	fs.StringVar(&proxies, "trusted-proxies", "", "proxies (CIDRs, comma separated) whose X-Forwarded-For / Forwarded give the client address for per-address caps")
 	fs.Float64Var(&rate, "rate", gateway.DefaultRate, "commands per second per connection (0: no limit)")
 	fs.IntVar(&gw.Burst, "burst", gateway.DefaultBurst, "commands a connection may send at once")
 	fs.IntVar(&gw.MaxFrame, "max-frame", gateway.DefaultMaxFrame, "largest client frame in bytes")
@@ -235,6 +237,9 @@ func configure(args []string) (edgeConfig, error) {
 	gw.Rate = rate
 	if origins != "" {
 		gw.AllowedOrigins = strings.Split(origins, ",")
+	}
+	if gw.TrustedProxies, err = gateway.ParsePrefixes(proxies); err != nil {
+		return c, fmt.Errorf("-trusted-proxies: %w", err)
 	}
 	switch syncMode {
 	case "default":

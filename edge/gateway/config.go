@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"net/netip"
 	"log/slog"
 	"time"
 
@@ -62,6 +63,11 @@ type Config struct {
 	// is announced to every member, and one write per announcement is
 	// what made joins cost O(members).
 	LazyDelay time.Duration
+	// TrustedProxies are the proxies (CIDR prefixes) whose X-Forwarded-For
+	// or Forwarded headers give the client's address, for the
+	// per-address connection cap and logs. Empty: the socket's peer is the
+	// client.
+	TrustedProxies []netip.Prefix
 	// GapCheckInterval is how often the edge compares every room it
 	// serves with the room's latest stored message, to deliver what live
 	// delivery lost at the tail (default 5s; also after every NATS

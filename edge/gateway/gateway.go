@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -154,7 +153,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "expected a websocket upgrade", http.StatusBadRequest)
 		return
 	}
-	ip := remoteIP(r)
+	ip := clientIP(r, g.cfg.TrustedProxies)
 	if !g.perIP.acquire(ip) {
 		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return
@@ -183,14 +182,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // gws answered 400 and closed
 	}
 	g.open(ws, raw, ident, release)
-}
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // open registers a new connection and starts its read loop. release gives
