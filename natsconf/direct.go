@@ -345,7 +345,7 @@ func (r *Reader) batch(ctx context.Context, req directRequest) (batchResult, err
 		case "404":
 			return res, nil // nothing there
 		case "503":
-			return batchResult{}, errors.New("natsconf: direct get: no stream responded")
+			return batchResult{}, fmt.Errorf("natsconf: direct get: no stream responded: %w", nats.ErrNoResponders)
 		default:
 			return batchResult{}, fmt.Errorf("natsconf: direct get: status %s %s", status, m.Header.Get("Description"))
 		}

@@ -117,12 +117,6 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 			t.Errorf("%s: duplicates %v, replicas %d, discard %v (new per subject %v), direct %v",
 				want.name, c.Duplicates, c.Replicas, c.Discard, c.DiscardNewPerSubject, c.AllowDirect)
 		}
-		// The per-user store rate, for the handlers (default).
-		if want.name != subj.PendingStore() {
-			if rate, burst := natsconf.StoreRate(info); rate != natsconf.DefaultStoreRateBytes || burst != natsconf.DefaultStoreBurstBytes {
-				t.Errorf("%s: store rate %d/min, burst %d; want the defaults", want.name, rate, burst)
-			}
-		}
 	}
 	rooms, err := js.Stream(ctx, names.Rooms)
 	if err != nil {

@@ -32,6 +32,12 @@ const (
 	// HeaderFirst on a connect event says the connection is its user's
 	// first on that edge (the user was not online there before).
 	HeaderFirst = "Natter-First"
+	// HeaderNoEcho on a message to a room subject (live, or stored on a
+	// room store subject, whose republished copy keeps its headers) or to
+	// a user subject asks the edges not to deliver it to the connection
+	// named by HeaderConn: typing indicators, "send" with "echo":false,
+	// a read position for the user's other connections.
+	HeaderNoEcho = "Natter-No-Echo"
 )
 
 // Control operations a handler can ask of an edge for one connection.

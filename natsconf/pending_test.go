@@ -176,71 +176,39 @@ func TestEnsureStoresUpgradesPending(t *testing.T) {
 	}
 }
 
-// TestStoreRate: the per-user store rate goes from StoreConfig (and the
-// flags) into the streams' metadata, where the handlers read it; 0 on a
-// flag, or a negative value, is no bound.
+// TestStoreRate: the per-user store rate of a StoreConfig, defaults
+// filled in; a negative value is no bound.
 func TestStoreRate(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
-	js, err := jetstream.New(connectInProcess(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testContext(t)
-	subj := natsconf.MustSubjects("im")
-	rateOf := func(cfg natsconf.StoreConfig) (int64, int64) {
-		t.Helper()
-		if err := natsconf.EnsureStores(ctx, js, subj, cfg); err != nil {
-			t.Fatal(err)
-		}
-		var rates [][2]int64
-		for _, name := range []string{subj.StoreNames().Rooms, subj.StoreNames().Inbox} {
-			st, err := js.Stream(ctx, name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, b := natsconf.StoreRate(st.CachedInfo())
-			rates = append(rates, [2]int64{r, b})
-		}
-		if rates[0] != rates[1] {
-			t.Errorf("rooms and inbox streams disagree: %v", rates)
-		}
-		return rates[0][0], rates[0][1]
-	}
-	if r, b := rateOf(natsconf.StoreConfig{}); r != 1<<20 || b != 4<<20 {
+	if r, b := (natsconf.StoreConfig{}).StoreRate(); r != 1<<20 || b != 4<<20 {
 		t.Errorf("default store rate %d/min burst %d, want 1 MiB and 4 MiB", r, b)
 	}
-	if r, b := rateOf(natsconf.StoreConfig{StoreRateBytes: 1000, StoreBurstBytes: 5000}); r != 1000 || b != 5000 {
+	if r, b := (natsconf.StoreConfig{StoreRateBytes: 1000, StoreBurstBytes: 5000}).StoreRate(); r != 1000 || b != 5000 {
 		t.Errorf("store rate %d/min burst %d, want 1000 and 5000", r, b)
 	}
-	if r, b := rateOf(natsconf.StoreConfig{StoreRateBytes: -1}); r != 0 || b != 0 {
-		t.Errorf("store rate off: %d/min burst %d, want 0 0", r, b)
+	if r, b := (natsconf.StoreConfig{StoreRateBytes: -1}).StoreRate(); r != 0 || b != 0 {
+		t.Errorf("store rate off: %d/min burst %d, want 0 and 0", r, b)
 	}
-	if r, b := natsconf.StoreRate(&jetstream.StreamInfo{}); r != 1<<20 || b != 4<<20 {
-		t.Errorf("a stream without the metadata (older natter): %d %d, want the defaults", r, b)
-	}
+}
 
+// TestStoreRateFlags: -store-rate-bytes and -store-burst-bytes, 0 meaning
+// no bound.
+func TestStoreRateFlags(t *testing.T) {
 	for _, c := range []struct {
 		args        []string
 		rate, burst int64
 	}{
 		{nil, 1 << 20, 4 << 20},
-		{[]string{"-store-rate-bytes", "2048", "-store-burst-bytes", "4096"}, 2048, 4096},
-		{[]string{"-store-rate-bytes", "0"}, -1, 4 << 20},
-		{[]string{"-store-burst-bytes", "-5"}, 1 << 20, -1},
+		{[]string{"-store-rate-bytes", "1000", "-store-burst-bytes", "5000"}, 1000, 5000},
+		{[]string{"-store-rate-bytes", "0"}, 0, 0},
 	} {
 		var cfg natsconf.StoreConfig
-		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		cfg.RegisterFlags(fs)
 		if err := fs.Parse(c.args); err != nil {
 			t.Fatal(err)
 		}
-		if cfg.StoreRateBytes != c.rate || cfg.StoreBurstBytes != c.burst {
-			t.Errorf("flags %q: rate %d burst %d, want %d %d", c.args, cfg.StoreRateBytes, cfg.StoreBurstBytes, c.rate, c.burst)
-		}
-		if c.args == nil {
-			if d := fs.Lookup("store-rate-bytes").DefValue; d != "1048576" {
-				t.Errorf("-store-rate-bytes default shown as %q", d)
-			}
+		if r, b := cfg.StoreRate(); r != c.rate || b != c.burst {
+			t.Errorf("flags %q: rate %d burst %d, want %d %d", c.args, r, b, c.rate, c.burst)
 		}
 	}
 }

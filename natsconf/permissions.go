@@ -55,14 +55,15 @@ func (s Subjects) EdgePermissions() *server.Permissions {
 
 // HandlersPermissions is what handlers may do on NATS: serve commands and
 // events in queue groups (as micro services, answering $SRV discovery),
-// publish to connections, users, rooms and the broadcast subject, use
+// publish to connections, users, rooms and the broadcast subject, ask hooks
+// (<prefix>.hook.*), use
 // natter's streams and bucket (HandlersJetStream, nothing else of
 // JetStream), and listen to their own inbox prefix. Replies to edges go
 // out through allow_responses, not through a publish permission on the
 // edges' inbox prefix.
 func (s Subjects) HandlersPermissions() *server.Permissions {
 	p := s.prefix
-	pub := []string{p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*"}
+	pub := []string{p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*", p + ".hook.*"}
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: append(pub, s.HandlersJetStream()...)},
 		Subscribe: &server.SubjectPermission{Allow: []string{
@@ -84,6 +85,8 @@ func (s Subjects) HandlersPermissions() *server.Permissions {
 //     entry); on the inbox stream: message delete (a dm refused with
 //     "inbox_full", and pending entries an older natter kept there once
 //     moved, MigratePending);
+//   - on the read positions bucket (ReadStore, the receipts handler):
+//     create, update, info, direct gets and its $KV subjects;
 //   - on the bucket only: its $KV subjects (put, create, update, delete a
 //     membership), ordered consumers (KV watches and key lists: create,
 //     info, next, delete) and purge (forgetting every membership).
@@ -96,8 +99,9 @@ func (s Subjects) HandlersJetStream() []string {
 	const api = "$JS.API."
 	n := s.StoreNames()
 	kv := "KV_" + n.Members
+	reads := "KV_" + s.ReadStore()
 	out := []string{api + "INFO"}
-	for _, stream := range []string{n.Rooms, n.Inbox, s.PendingStore(), kv} {
+	for _, stream := range []string{n.Rooms, n.Inbox, s.PendingStore(), kv, reads} {
 		out = append(out,
 			api+"STREAM.CREATE."+stream,
 			api+"STREAM.UPDATE."+stream,
@@ -115,6 +119,7 @@ func (s Subjects) HandlersJetStream() []string {
 		api+"CONSUMER.DELETE."+kv+".*",
 		api+"STREAM.PURGE."+kv,
 		"$KV."+n.Members+".>",
+		"$KV."+s.ReadStore()+".>",
 	)
 }
 

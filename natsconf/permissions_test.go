@@ -160,7 +160,8 @@ func TestPermissionsPrefix(t *testing.T) {
 						// Only natter's streams and bucket.
 						if !strings.Contains(subj, "."+names.Rooms) && !strings.Contains(subj, "."+names.Inbox) &&
 							!strings.Contains(subj, "."+s.PendingStore()) &&
-							!strings.Contains(subj, ".KV_"+names.Members) && !strings.HasPrefix(subj, "$KV."+names.Members+".") {
+							!strings.Contains(subj, ".KV_"+names.Members) && !strings.HasPrefix(subj, "$KV."+names.Members+".") &&
+							!strings.Contains(subj, ".KV_"+s.ReadStore()) && !strings.HasPrefix(subj, "$KV."+s.ReadStore()+".") {
 							t.Errorf("prefix %q: JetStream subject %q of another stream", prefix, subj)
 						}
 					default:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -120,49 +119,15 @@ func (s Subjects) storeBase() string {
 	return strings.ToUpper(strings.NewReplacer(".", "_", ":", "_", "-", "_").Replace(s.prefix))
 }
 
-// Metadata keys of the rooms and inbox streams that carry the per-user
-// store rate (StoreRate), in bytes: 0 means no bound.
-const (
-	MetaStoreRateBytes  = "natter.store_rate_bytes"
-	MetaStoreBurstBytes = "natter.store_burst_bytes"
-)
-
-// StoreRate returns the per-user store rate that EnsureStores recorded in a
-// rooms or inbox stream's metadata: bytes a minute and burst, both 0 when
-// there is no bound. A stream without the keys (ensured by an older
-// natter) gets the defaults.
-//
-// The rate is a property of the stores, like their retention: every
-// handler process records its own (flags -store-rate-bytes and
-// -store-burst-bytes) when it ensures them, so the last one started sets it,
-// and each handler copy reads it once, when it starts.
-func StoreRate(info *jetstream.StreamInfo) (perMinute, burst int64) {
-	perMinute, burst = DefaultStoreRateBytes, DefaultStoreBurstBytes
-	if info == nil {
-		return perMinute, burst
-	}
-	if v, err := strconv.ParseInt(info.Config.Metadata[MetaStoreRateBytes], 10, 64); err == nil {
-		perMinute = v
-	}
-	if v, err := strconv.ParseInt(info.Config.Metadata[MetaStoreBurstBytes], 10, 64); err == nil {
-		burst = v
-	}
-	if perMinute <= 0 || burst <= 0 {
+// StoreRate returns the per-user store rate of c, defaults filled in:
+// bytes a minute and burst, both 0 when there is no bound. Each handler
+// process enforces it on its own (runtime.StoreBudget).
+func (c StoreConfig) StoreRate() (perMinute, burst int64) {
+	c = c.withDefaults()
+	if c.StoreRateBytes <= 0 || c.StoreBurstBytes <= 0 {
 		return 0, 0
 	}
-	return perMinute, burst
-}
-
-// metadata is what EnsureStores records in the rooms and inbox streams.
-func (c StoreConfig) metadata() map[string]string {
-	rate, burst := c.StoreRateBytes, c.StoreBurstBytes
-	if rate <= 0 || burst <= 0 {
-		rate, burst = 0, 0
-	}
-	return map[string]string{
-		MetaStoreRateBytes:  strconv.FormatInt(rate, 10),
-		MetaStoreBurstBytes: strconv.FormatInt(burst, 10),
-	}
+	return c.StoreRateBytes, c.StoreBurstBytes
 }
 
 // EnsureStores creates or updates the streams and buckets natter needs. It is
@@ -188,7 +153,6 @@ func (c StoreConfig) metadata() map[string]string {
 func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg StoreConfig) error {
 	cfg = cfg.withDefaults()
 	names := s.StoreNames()
-	meta := cfg.metadata()
 	rooms := jetstream.StreamConfig{
 		Name:              names.Rooms,
 		Description:       "natter room messages",
@@ -204,7 +168,6 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 			Source:      s.prefix + ".store.room.*",
 			Destination: s.prefix + ".room.{{wildcard(1)}}",
 		},
-		Metadata: meta,
 	}
 	inbox := jetstream.StreamConfig{
 		Name:              names.Inbox,
@@ -219,7 +182,6 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 		Replicas:          cfg.Replicas,
 		Discard:           jetstream.DiscardOld,
 		AllowDirect:       true,
-		Metadata:          meta,
 	}
 	pending := jetstream.StreamConfig{
 		Name:              s.PendingStore(),

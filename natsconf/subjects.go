@@ -99,6 +99,16 @@ func (s Subjects) InboxPending(user string) (string, error) { return s.token("st
 // so "no responders" means the edge is gone.
 func (s Subjects) Edge(edge string) (string, error) { return s.token("edge", edge) }
 
+// Hook is the subject a hook for commands of type t is requested on, before
+// the command takes effect: <prefix>.hook.<t> (im.hook.send, im.hook.dm).
+// See handlers/runtime.Hooks.
+func (s Subjects) Hook(t string) (string, error) { return s.token("hook", t) }
+
+// ReadStore is the name of the KV bucket of read positions (IM_READ for
+// "im"), keys <room>.<user> (KeyToken), values the seq as decimal text. The
+// receipts handler creates it.
+func (s Subjects) ReadStore() string { return s.storeBase() + "_READ" }
+
 // Broadcast is the subject every edge listens to for broadcast frames.
 func (s Subjects) Broadcast() string { return s.prefix + ".bcast" }
 

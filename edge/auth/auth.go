@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"natter/natsconf"
 )
@@ -12,6 +13,15 @@ type Identity struct {
 	User      string   // validated user id
 	Rooms     []string // room patterns the user may join; nil means any room; a trailing '*' matches any suffix
 	Broadcast bool     // may broadcast
+	// Expires is when the identity ends (a token's exp plus the allowed
+	// clock skew); zero: never. The edge closes the connection then (bye
+	// "expired") unless the client refreshed its token first.
+	Expires time.Time
+}
+
+// Refresher authenticates a token sent on an open connection ("refresh").
+type Refresher interface {
+	AuthenticateToken(token string) (Identity, error)
 }
 
 // Authenticator decides the identity of an upgrade request.

@@ -78,9 +78,13 @@ type jwtAuth struct {
 	alg    string // the one accepted algorithm
 	key    any    // []byte, *rsa.PublicKey or *ecdsa.PublicKey
 	parser *jwt.Parser
+	leeway time.Duration
 }
 
-var _ Authenticator = (*jwtAuth)(nil)
+var (
+	_ Authenticator = (*jwtAuth)(nil)
+	_ Refresher     = (*jwtAuth)(nil)
+)
 
 // NewJWT validates the config (exactly one of Secret / PublicKeyFile), loads
 // the key, and returns an Authenticator for tokens signed with it.
@@ -113,7 +117,7 @@ func NewJWT(cfg JWTConfig) (Authenticator, error) {
 	if leeway == 0 {
 		leeway = DefaultLeeway
 	}
-	a := &jwtAuth{}
+	a := &jwtAuth{leeway: leeway}
 	switch {
 	case len(cfg.Secret) > 0 && cfg.PublicKeyFile != "":
 		return nil, errors.New("auth: JWTConfig: set only one of Secret and PublicKeyFile")
@@ -199,7 +203,12 @@ func loadPublicKey(path string) (key any, alg string, err error) {
 // Authenticate verifies the request's token and returns the identity it
 // grants; see [NewJWT].
 func (a *jwtAuth) Authenticate(r *http.Request) (Identity, error) {
-	raw := bearerToken(r)
+	return a.AuthenticateToken(bearerToken(r))
+}
+
+// AuthenticateToken verifies a raw token, as Authenticate does the token of
+// a request: a client's "refresh" gives one on an open connection.
+func (a *jwtAuth) AuthenticateToken(raw string) (Identity, error) {
 	if raw == "" {
 		return Identity{}, fmt.Errorf("%w: no token", ErrUnauthorized)
 	}
@@ -221,6 +230,9 @@ func (a *jwtAuth) Authenticate(r *http.Request) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: token sub is not a valid user id", ErrBadUser)
 	}
 	id := Identity{User: *c.Sub}
+	if c.ExpiresAt != nil {
+		id.Expires = c.ExpiresAt.Time.Add(a.leeway)
+	}
 	if c.Natter != nil {
 		id.Rooms = c.Natter.Rooms
 		id.Broadcast = c.Natter.Broadcast

@@ -51,6 +51,8 @@ func checkAuth(t *testing.T, got Identity, err error, tok string, want Identity,
 		if err != nil {
 			t.Fatalf("Authenticate: %v", err)
 		}
+		// When the identity ends is TestJWTIdentityExpires' matter.
+		got.Expires = want.Expires
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("identity = %#v, want %#v", got, want)
 		}
@@ -420,4 +422,25 @@ func TestJWTConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestJWTIdentityExpires: the identity ends at the token's exp plus the
+// leeway; a raw token (a "refresh") is checked the same way.
+func TestJWTIdentityExpires(t *testing.T) {
+	a, err := NewJWT(JWTConfig{Secret: testSecret, Leeway: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	tok := hs256(t, jwt.MapClaims{"sub": "alice", "exp": exp.Unix()})
+	id, err := a.(Refresher).AuthenticateToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.Expires.Equal(exp.Add(5 * time.Second)) {
+		t.Errorf("Expires = %v, want exp + leeway = %v", id.Expires, exp.Add(5*time.Second))
+	}
+	if _, err := a.(Refresher).AuthenticateToken("not.a.token"); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("bad raw token: %v, want ErrUnauthorized", err)
+	}
 }

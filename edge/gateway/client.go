@@ -33,6 +33,7 @@ type client struct {
 	relayer  relayer
 	limiter  *rate.Limiter // nil when rate limiting is off
 	lastSeen atomic.Int64  // unix nanoseconds of the last frame read
+	expires  atomic.Int64  // unix nanoseconds the identity ends; 0: never
 	closing  atomic.Bool
 	opened   time.Time                        // for the close's log line
 	byeCode  atomic.Pointer[protocol.ByeCode] // the bye it got, if any
@@ -77,7 +78,39 @@ func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.I
 	c.relayer = relayer{c: c}
 	c.opened = time.Now()
 	c.lastSeen.Store(c.opened.UnixNano())
+	if !ident.Expires.IsZero() {
+		c.expires.Store(ident.Expires.UnixNano())
+	}
 	return c
+}
+
+// refresh answers a "refresh": the new token must be valid and name the
+// same user; the connection then lives until the new token expires.
+func (c *client) refresh(cmd protocol.Command) []byte {
+	r, ok := c.g.cfg.Auth.(auth.Refresher)
+	if !ok {
+		// Development identity: nothing expires.
+		return protocol.Encode(protocol.Reply{Type: protocol.FrameRefreshed, ID: cmd.ID})
+	}
+	ident, err := r.AuthenticateToken(cmd.Token)
+	switch {
+	case err != nil:
+		return protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeForbidden, "token refused"))
+	case ident.User != c.user:
+		return protocol.EncodeError(cmd.ID, protocol.Errorf(protocol.CodeForbidden, "the token is for another user"))
+	}
+	var exp int64
+	if !ident.Expires.IsZero() {
+		exp = ident.Expires.UnixNano()
+	}
+	c.expires.Store(exp)
+	return protocol.Encode(protocol.Reply{Type: protocol.FrameRefreshed, ID: cmd.ID})
+}
+
+// expiredAt reports whether c's identity has ended by now.
+func (c *client) expiredAt(now time.Time) bool {
+	exp := c.expires.Load()
+	return exp != 0 && now.UnixNano() >= exp
 }
 
 // send queues a frame for the client and reports whether it was queued.

@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"errors"
-	"net/netip"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"natter/edge/auth"

@@ -39,13 +39,21 @@ type liveFrame struct {
 	seq, prev uint64
 	hasPrev   bool
 	frame     []byte
+	skip      string // the connection not to echo it to ("": none)
 }
+
+// maxHeldFrames bounds the live frames a room holds while a fill runs.
+const maxHeldFrames = 4096
 
 // routeStored handles a stored room message that arrived live. Dispatcher
 // only, under the hub's read lock.
 func (h *hub) routeStored(room string, f *fanout, lf liveFrame) {
 	if f.gaps.filling {
-		f.gaps.held = append(f.gaps.held, lf)
+		if len(f.gaps.held) < maxHeldFrames {
+			f.gaps.held = append(f.gaps.held, lf)
+		}
+		// Past the bound the rest is left to the fill: it reads what
+		// the room stored after the held frames before it ends.
 		return
 	}
 	last, known := f.gaps.last.Load(), f.gaps.known.Load()
@@ -60,7 +68,7 @@ func (h *hub) routeStored(room string, f *fanout, lf liveFrame) {
 	}
 	f.gaps.last.Store(lf.seq)
 	f.gaps.known.Store(true)
-	h.deliverRoom(f, lf.seq, lf.frame)
+	h.deliverRoom(f, lf.seq, lf.frame, lf.skip)
 }
 
 // knowLast tells room's fan-out the room's latest seq when a join made the
@@ -136,7 +144,9 @@ func (h *hub) fill(room string, f *fanout) {
 			if m.seq <= last {
 				continue
 			}
-			h.deliverRoom(f, m.seq, protocol.InsertPrev(m.frame, last))
+			// Read from history: the sender of a message sent with
+			// "echo":false is not known here, so it gets it too.
+			h.deliverRoom(f, m.seq, protocol.InsertPrev(m.frame, last), "")
 			last = m.seq
 		}
 		held, gap := f.gaps.held, false
@@ -149,7 +159,7 @@ func (h *hub) fill(room string, f *fanout) {
 				f.gaps.held, gap = held[i:], true // lost again meanwhile
 				break
 			}
-			h.deliverRoom(f, lf.seq, lf.frame)
+			h.deliverRoom(f, lf.seq, lf.frame, lf.skip)
 			last = lf.seq
 		}
 		f.gaps.last.Store(last)

@@ -298,7 +298,8 @@ func (g *Gateway) reapPeriod() time.Duration {
 	return min(max(g.cfg.IdleTimeout/4, 10*time.Millisecond), 5*time.Second)
 }
 
-// reapIdle closes connections silent for longer than the idle timeout.
+// reapIdle closes connections silent for longer than the idle timeout, and
+// those whose token expired (within a reaper period of its expiry).
 func (g *Gateway) reapIdle() {
 	t := time.NewTicker(g.reapPeriod())
 	defer t.Stop()
@@ -309,7 +310,10 @@ func (g *Gateway) reapIdle() {
 		case now := <-t.C:
 			cutoff := now.Add(-g.cfg.IdleTimeout)
 			for _, c := range g.hub.all() {
-				if c.idleSince(cutoff) {
+				switch {
+				case c.expiredAt(now):
+					c.bye(protocol.ByeExpired, "token expired; reconnect with a fresh token (or send refresh before it expires)")
+				case c.idleSince(cutoff):
 					c.bye(protocol.ByeIdle, "no frame for too long")
 				}
 			}

@@ -138,8 +138,11 @@ func (h *hub) route(m *nats.Msg) {
 		}
 		queued := m.Header.Get(natsconf.HeaderProbe) != ""
 		if !queued {
+			skip := noEcho(m.Header)
 			for c := range f.members {
-				queued = c.send(m.Data) || queued
+				if c.id != skip {
+					queued = c.send(m.Data) || queued
+				}
 			}
 		}
 		if queued && m.Reply != "" {
@@ -153,7 +156,7 @@ func (h *hub) route(m *nats.Msg) {
 		}
 		seq, stored := parseSeq(m.Header, nats.JSSequence)
 		if !stored {
-			h.deliverRoom(f, 0, m.Data) // presence: not stored
+			h.deliverRoom(f, 0, m.Data, noEcho(m.Header)) // presence, typing: not stored
 			return
 		}
 		prev, hasPrev := parseSeq(m.Header, nats.JSLastSequence)
@@ -164,7 +167,7 @@ func (h *hub) route(m *nats.Msg) {
 		if lose := h.g.cfg.LoseRoomMessage; lose != nil && lose(name, seq) {
 			return
 		}
-		h.routeStored(name, f, liveFrame{seq: seq, prev: prev, hasPrev: hasPrev, frame: frame})
+		h.routeStored(name, f, liveFrame{seq: seq, prev: prev, hasPrev: hasPrev, frame: frame, skip: noEcho(m.Header)})
 	case natsconf.KindBroadcast:
 		for _, c := range h.clients {
 			c.send(m.Data)
@@ -172,10 +175,23 @@ func (h *hub) route(m *nats.Msg) {
 	}
 }
 
-// deliverRoom queues a room frame (stored, with its seq; or presence, seq
-// 0) to every member of f, minding members that catch up with since.
-func (h *hub) deliverRoom(f *fanout, seq uint64, frame []byte) {
+// noEcho returns the connection a message asks not to be delivered to
+// (natsconf.HeaderNoEcho with HeaderConn), or "".
+func noEcho(hdr nats.Header) string {
+	if hdr.Get(natsconf.HeaderNoEcho) == "" {
+		return ""
+	}
+	return hdr.Get(natsconf.HeaderConn)
+}
+
+// deliverRoom queues a room frame (stored, with its seq; or presence or
+// typing, seq 0) to every member of f but skip (the sender of a frame not
+// to be echoed; "": none), minding members that catch up with since.
+func (h *hub) deliverRoom(f *fanout, seq uint64, frame []byte, skip string) {
 	for c, st := range f.members {
+		if skip != "" && c.id == skip {
+			continue
+		}
 		if st != nil {
 			if st.held != nil {
 				st.held.hold(seq, frame)

@@ -137,7 +137,7 @@ func (r *relayer) run() {
 	defer r.c.g.wg.Done()
 	c := r.c
 	for taken := r.take(); taken != nil; taken = r.take() {
-		ready := decode(taken)
+		ready := r.decode(taken)
 		for len(ready) > 0 {
 			if p := &ready[0]; p.local() {
 				if p.fault != nil {
@@ -194,7 +194,7 @@ func (c *client) limitRooms(joins []pendingCommand) bool {
 }
 
 // decode turns frames into commands to relay, or into what answers them.
-func decode(taken []inbound) []pendingCommand {
+func (r *relayer) decode(taken []inbound) []pendingCommand {
 	out := make([]pendingCommand, len(taken))
 	for i, in := range taken {
 		p := &out[i]
@@ -213,6 +213,9 @@ func decode(taken []inbound) []pendingCommand {
 		case cmd.Type == protocol.TypePing:
 			p.cmd.Type = cmd.Type
 			p.reply = protocol.EncodePong(cmd.ID)
+		case cmd.Type == protocol.TypeRefresh:
+			p.cmd.Type = cmd.Type
+			p.reply = r.c.refresh(cmd)
 		default:
 			p.cmd, p.data = cmd, in.data
 		}

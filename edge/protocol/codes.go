@@ -23,6 +23,9 @@ const (
 	// dms are at their limit, or when the server's store of pending dms
 	// is full; the dm is not stored (protocol v1.1).
 	CodeInboxFull Code = "inbox_full"
+	// CodeRejected: a hook deployed for "send" or "dm" refused the
+	// message; the error's message is the hook's (protocol v1.1).
+	CodeRejected Code = "rejected"
 )
 
 // ByeCode is the reason of a "bye" frame sent just before the server closes
@@ -37,6 +40,9 @@ const (
 	ByeRateLimited ByeCode = "rate_limited"
 	ByeKicked      ByeCode = "kicked"
 	ByeIdle        ByeCode = "idle"
+	// ByeExpired: the connection's token expired and was not refreshed
+	// (protocol v1.1); reconnect with a fresh token.
+	ByeExpired ByeCode = "expired"
 )
 
 // Error is a failed command: it becomes an "error" frame with its code.

@@ -28,6 +28,18 @@ const (
 	TypeMembers   = "members"
 	TypeHistory   = "history"
 	TypePing      = "ping"
+	// TypeRefresh replaces an open connection's token before it expires
+	// (protocol v1.1); the edge answers it itself.
+	TypeRefresh = "refresh"
+)
+
+// Command types of v1.1 additions served by handlers of their own
+// (handlers/typing, handlers/receipts). They are not v1 commands: with no
+// handler running, they are answered "unknown_type".
+const (
+	TypeTyping = "typing"
+	TypeRead   = "read"
+	TypeUnread = "unread"
 )
 
 // KnownCommand reports whether t is a command type of protocol version 1.
@@ -50,7 +62,19 @@ type Command struct {
 	Before *uint64         `json:"before,omitempty"`
 	After  *uint64         `json:"after,omitempty"`
 	Limit  int             `json:"limit,omitempty"`
+	// Seq is the position of "read" (v1.1).
+	Seq *uint64 `json:"seq,omitempty"`
+	// Echo false on "send" asks that the message not be delivered to
+	// the sending connection (v1.1, exclude publisher); absent or true
+	// delivers it there too.
+	Echo *bool `json:"echo,omitempty"`
+	// Token is the new JWT of a "refresh" (v1.1).
+	Token string `json:"token,omitempty"`
 }
+
+// NoEcho reports whether the command asks not to be echoed to its sender
+// ("echo":false).
+func (c *Command) NoEcho() bool { return c.Echo != nil && !*c.Echo }
 
 // DecodeCommand parses one client text frame. It accepts exactly one JSON
 // object with a non-empty string "type" and an "id" of at most MaxIDLen
@@ -143,7 +167,7 @@ func decodeFast(data []byte) (Command, bool) {
 			seen |= bit
 		}
 		switch key {
-		case "type", "id", "room", "to":
+		case "type", "id", "room", "to", "token":
 			v, ok := d.plainString()
 			if !ok {
 				return c, false
@@ -155,10 +179,12 @@ func decodeFast(data []byte) (Command, bool) {
 				c.ID = v
 			case "room":
 				c.Room = v
+			case "token":
+				c.Token = v
 			default:
 				c.To = v
 			}
-		case "since", "before", "after":
+		case "since", "before", "after", "seq":
 			v, ok := d.uint()
 			if !ok {
 				return c, false
@@ -168,9 +194,17 @@ func decodeFast(data []byte) (Command, bool) {
 				c.Since = &v
 			case "before":
 				c.Before = &v
+			case "seq":
+				c.Seq = &v
 			default:
 				c.After = &v
 			}
+		case "echo":
+			v, ok := d.bool()
+			if !ok {
+				return c, false // null or another type: encoding/json decides
+			}
+			c.Echo = &v
 		case "limit":
 			v, ok := d.int()
 			if !ok {
@@ -206,6 +240,7 @@ func decodeFast(data []byte) (Command, bool) {
 var fastKeys = map[string]uint16{
 	"type": 1, "id": 2, "room": 4, "to": 8, "body": 16,
 	"since": 32, "before": 64, "after": 128, "limit": 256,
+	"seq": 512, "echo": 1024, "token": 2048,
 }
 
 // scanner reads a frame that json.Valid accepted.
@@ -265,6 +300,20 @@ func (d *scanner) lowerKey(key string) bool {
 		}
 	}
 	return true
+}
+
+// bool reads the literal true or false.
+func (d *scanner) bool() (bool, bool) {
+	rest := d.data[d.i:]
+	switch {
+	case bytes.HasPrefix(rest, []byte("true")):
+		d.i += 4
+		return true, true
+	case bytes.HasPrefix(rest, []byte("false")):
+		d.i += 5
+		return false, true
+	}
+	return false, false
 }
 
 // digits returns the run of ASCII digits at the cursor.

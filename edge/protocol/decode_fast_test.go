@@ -19,6 +19,15 @@ var fastSeeds = []string{
 	"{\n \"type\" : \"send\" ,\n \"body\" : [ 1 , 2 ] ,\"room\":\"r\"}\n",
 	`{"type":"ping","extra":{"a":[{}]},"from":"mallory"}`,
 	`{"type":"ping","id":"é"}`,
+	`{"type":"send","room":"lobby","id":"4","echo":false,"body":"x"}`,
+	`{"type":"read","room":"lobby","seq":42,"id":"5"}`,
+	`{"type":"send","echo":true}`,
+	`{"type":"send","echo":null}`,
+	`{"type":"send","echo":"false"}`,
+	`{"type":"send","Echo":false}`,
+	`{"type":"send","echo":false,"echo":true}`,
+	`{"type":"read","seq":-1}`,
+	`{"type":"read","seq":1.5}`,
 	`{"type":"join","type":"leave"}`,
 	`{"TYPE":"join"}`,
 	`{"type":"join","since":1e2}`,
@@ -62,7 +71,7 @@ func FuzzDecodeFast(f *testing.F) {
 // TestDecodeFastTakesCommonFrames: the frames clients send every day do
 // not fall back to encoding/json.
 func TestDecodeFastTakesCommonFrames(t *testing.T) {
-	for _, s := range fastSeeds[:10] {
+	for _, s := range fastSeeds[:13] {
 		if _, ok := decodeFast([]byte(s)); !ok {
 			t.Errorf("fast path refused %s", s)
 		}

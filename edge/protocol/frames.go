@@ -21,6 +21,12 @@ const (
 	FramePong      = "pong"
 	FrameError     = "error"
 	FrameBye       = "bye"
+	// FrameRefreshed answers a "refresh" (v1.1).
+	FrameRefreshed = "refreshed"
+	// v1.1
+	FrameTyping = "typing"
+	FrameRead   = "read"
+	FrameUnread = "unread"
 )
 
 // Delivery statuses of a "dm" ack.
@@ -90,6 +96,30 @@ type Presence struct {
 	Room  string `json:"room"`
 	User  string `json:"user"`
 	Event string `json:"event"`
+}
+
+// Typing tells a room's other connections that a user is typing (v1.1).
+type Typing struct {
+	Type string `json:"type"`
+	Room string `json:"room"`
+	User string `json:"user"`
+}
+
+// Read is a user's read position in a room (v1.1): sent to the user's
+// other connections when it moves.
+type Read struct {
+	Type string `json:"type"`
+	Room string `json:"room"`
+	Seq  uint64 `json:"seq"`
+	User string `json:"user"`
+}
+
+// Unread is the reply to "unread" (v1.1): for every room the user is in,
+// how many stored messages follow the user's read position.
+type Unread struct {
+	Type  string            `json:"type"`
+	ID    string            `json:"id,omitempty"`
+	Rooms map[string]uint64 `json:"rooms"`
 }
 
 // ErrorFrame is an "error" frame.

@@ -114,6 +114,9 @@ func (m *nodeLossMember) read(deadline time.Time) {
 // nodeLossCheck runs the scenario of plan (chosen knowing the rooms
 // stream's leader) and checks what every member got.
 func nodeLossCheck(t *testing.T, plan func(roomsLeader int) nodeLossPlan) {
+	if testing.Short() {
+		t.Skip("starts a 3-node NATS cluster")
+	}
 	const (
 		room           = "nodeloss"
 		acksBeforeKill = 150

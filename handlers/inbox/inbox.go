@@ -68,6 +68,7 @@ type handler struct {
 	store   bool // keep dms for offline users (else: error offline)
 	log     *slog.Logger
 	replies *replies
+	hooks   *runtime.Hooks
 }
 
 // Start runs the inbox handler on nc. The stores must exist
@@ -83,6 +84,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 	if err == nil {
 		h.store = !cfg.Stores.NoOfflineDMs
 		h.log = svc.Config().Logger
+		h.hooks = svc.Hooks()
+		h.budget = svc.Config().Budget
 		err = svc.HandleBatch(protocol.TypeDM, h.dms)
 	}
 	if err == nil {
@@ -116,7 +119,7 @@ func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) (*ha
 	}
 	return &handler{
 		nc: nc, js: js, subj: subj, stream: stream, held: pending,
-		reader: natsconf.NewReader(nc, pendingName), budget: runtime.StoreBudgetOf(nc, stream), replies: replies,
+		reader: natsconf.NewReader(nc, pendingName), replies: replies,
 	}, nil
 }
 
@@ -133,7 +136,20 @@ func (h *handler) dms(ctx context.Context, reqs []*runtime.Request) []runtime.Ou
 		ack   *jetstream.PubAck
 	}
 	var batch []*stored
+	// A deployed hook sees each well-formed dm first (all at once) and
+	// may refuse it or replace its body (runtime.Hooks).
+	asked := make([]*runtime.Request, len(reqs))
 	for i, req := range reqs {
+		if runtime.User(req.Command.To) == nil && runtime.Body(req.Command) == nil {
+			asked[i] = req
+		}
+	}
+	refused := h.hooks.Apply(ctx, asked)
+	for i, req := range reqs {
+		if refused[i] != nil {
+			out[i].Err = refused[i]
+			continue
+		}
 		frame, err := h.prepare(ctx, req)
 		if err != nil {
 			out[i].Err = err

@@ -15,8 +15,10 @@ import (
 
 	"natter/handlers/broadcast"
 	"natter/handlers/inbox"
+	"natter/handlers/receipts"
 	"natter/handlers/rooms"
 	"natter/handlers/runtime"
+	"natter/handlers/typing"
 	"natter/natsconf"
 )
 
@@ -30,6 +32,8 @@ var handlers = map[string]StartFunc{
 	rooms.Name:     rooms.Start,
 	inbox.Name:     inbox.Start,
 	broadcast.Name: broadcast.Start,
+	typing.Name:    typing.Start,
+	receipts.Name:  receipts.Start,
 }
 
 // Names returns the handler names, sorted.
@@ -77,6 +81,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config, stores natsco
 		return nil, err
 	}
 	cfg.Stores = stores
+	if cfg.Budget == nil {
+		cfg.Budget = runtime.NewStoreBudget(stores.StoreRate())
+	}
 	if err := natsconf.EnsureStores(ctx, js, cfg.Subjects, stores); err != nil {
 		return nil, err
 	}

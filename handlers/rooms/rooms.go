@@ -34,6 +34,8 @@ type handler struct {
 	stream  jetstream.Stream
 	members *connset.Store
 	reader  *natsconf.Reader
+	hooks   *runtime.Hooks
+	budget  *runtime.StoreBudget // what each user may store
 }
 
 // Start runs the rooms handler on nc. The stores must exist
@@ -50,6 +52,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg runtime.Config) (*runtime.Ser
 		_ = svc.Stop()
 		return nil, err
 	}
+	h.hooks = svc.Hooks()
+	h.budget = svc.Config().Budget
 	for t, fn := range map[string]runtime.CommandFunc{
 		protocol.TypeJoin:    h.join,
 		protocol.TypeLeave:   h.leave,
@@ -275,13 +279,26 @@ func (h *handler) sends(ctx context.Context, reqs []*runtime.Request) []runtime.
 	out := make([]runtime.Outcome, len(reqs))
 	sets := map[string]connset.Set{} // membership, read once per room
 	futs := make([]jetstream.PubAckFuture, len(reqs))
-	budget := runtime.StoreBudgetOf(h.nc, h.stream)
+	budget := h.budget
+	checked := make([]*runtime.Request, len(reqs)) // nil: refused
 	for i, req := range reqs {
-		data, err := h.message(ctx, req, sets)
-		if err == nil {
-			err = budget.Take(req.User, len(data))
+		if out[i].Err = h.check(ctx, req, sets); out[i].Err == nil {
+			checked[i] = req
 		}
+	}
+	// A deployed hook sees each valid send (all at once) and may refuse
+	// it or replace its body.
+	for i, err := range h.hooks.Apply(ctx, checked) {
 		if err != nil {
+			out[i].Err, checked[i] = err, nil
+		}
+	}
+	for i, req := range checked {
+		if req == nil {
+			continue
+		}
+		data := protocol.Encode(protocol.Message{Type: protocol.FrameMsg, Room: req.Command.Room, From: req.User, TS: runtime.Now(), Body: req.Command.Body})
+		if err := budget.Take(req.User, len(data)); err != nil {
 			out[i].Err = err
 			continue
 		}
@@ -290,7 +307,14 @@ func (h *handler) sends(ctx context.Context, reqs []*runtime.Request) []runtime.
 		if id := runtime.MsgID(req); id != "" {
 			opts = append(opts, jetstream.WithMsgID(id))
 		}
-		if futs[i], err = h.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data}, opts...); err != nil {
+		msg := &nats.Msg{Subject: subject, Data: data}
+		if req.Command.NoEcho() {
+			// "echo":false: the republished copy keeps these headers,
+			// and the edges skip the sending connection.
+			msg.Header = nats.Header{natsconf.HeaderConn: {req.Conn}, natsconf.HeaderNoEcho: {"1"}}
+		}
+		var err error
+		if futs[i], err = h.js.PublishMsgAsync(msg, opts...); err != nil {
 			out[i].Err = runtime.StoreError(err)
 		}
 	}
@@ -310,29 +334,29 @@ func (h *handler) sends(ctx context.Context, reqs []*runtime.Request) []runtime.
 	return out
 }
 
-// message checks a send (the sending connection must be a member; sets
-// caches memberships read for this batch) and returns the "msg" to store.
-func (h *handler) message(ctx context.Context, req *runtime.Request, sets map[string]connset.Set) ([]byte, error) {
+// check checks a send: the sending connection must be a member (sets
+// caches memberships read for this batch).
+func (h *handler) check(ctx context.Context, req *runtime.Request, sets map[string]connset.Set) error {
 	room := req.Command.Room
 	if err := runtime.Room(room); err != nil {
-		return nil, err
+		return err
 	}
 	if err := runtime.Body(req.Command); err != nil {
-		return nil, err
+		return err
 	}
 	key := memberKey(room, req.User)
 	set, ok := sets[key]
 	if !ok {
 		var err error
 		if set, err = h.members.Get(ctx, key); err != nil {
-			return nil, runtime.StoreError(err)
+			return runtime.StoreError(err)
 		}
 		sets[key] = set
 	}
 	if _, ok := set[req.Conn]; !ok {
-		return nil, protocol.Errorf(protocol.CodeNotMember, "join the room before sending to it")
+		return protocol.Errorf(protocol.CodeNotMember, "join the room before sending to it")
 	}
-	return protocol.Encode(protocol.Message{Type: protocol.FrameMsg, Room: room, From: req.User, TS: runtime.Now(), Body: req.Command.Body}), nil
+	return nil
 }
 
 func (h *handler) membersOf(ctx context.Context, req *runtime.Request) (runtime.Response, error) {

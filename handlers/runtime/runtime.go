@@ -1,29 +1,5 @@
-// Package runtime is the small serverless runtime natter's handlers share.
-// A handler is a function of one client command; the runtime owns the rest:
-// a NATS service whose endpoints subscribe in a queue group named after the
-// handler (so any number of copies can run), decoding of the command and of
-// the identity headers the edge set, a deadline per command, bounded
-// concurrency, panic recovery, error replies in the protocol's "error"
-// frame, and metrics (Config.Metrics).
-//
-// A Service is a NATS micro service as nats.go's micro package defines it
-// ($SRV.PING, $SRV.INFO and $SRV.STATS answered with micro's types), named
-// natter-<handler> (see ServiceName), so `nats micro ls`, `nats micro info`
-// and `nats micro stats natter-rooms` show it. It
-// answers those itself rather than through micro.AddService: micro measures
-// a request (its processing time, whether it failed) only while its
-// callback runs, and the runtime runs commands after the callback returns,
-// concurrently, so micro's own statistics would show every request as
-// taking no time and none as failing. The runtime's statistics measure a
-// request from its arrival to its reply, and count it as an error when the
-// reply (or a command of its batch) is one.
-//
-// Commands of one connection reach a handler one request at a time: the
-// edge sends the next request only when the previous one is answered, and
-// the commands that queued up meanwhile travel together as one batch
-// (natsconf.HeaderBatch), which the runtime applies in order on one
-// goroutine. So handlers run commands of different connections
-// concurrently without breaking per-connection order.
+// The package documentation is in doc.go.
+
 package runtime
 
 import (
@@ -69,6 +45,10 @@ type Config struct {
 	// Stores is the storage policy handlers follow (retention is applied by
 	// natsconf.EnsureStores; NoOfflineDMs by the inbox handler).
 	Stores natsconf.StoreConfig
+	// Budget bounds the bytes each user stores (room messages and dms);
+	// one value serves every handler of a process (registry.Start makes it
+	// from Stores). Nil bounds nothing.
+	Budget *StoreBudget
 	// Metrics receives requests, errors and durations per handler and
 	// type (nil: none). One value serves every handler of a process.
 	Metrics *metrics.Handlers

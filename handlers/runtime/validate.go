@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	goruntime "runtime"
 	"strings"
 	"sync"
 	"time"
-	"weak"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -193,33 +190,4 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
-}
-
-// budgets holds the StoreBudget of each handler process: one per NATS
-// connection, shared by the rooms and inbox handlers running on it, and
-// dropped when the connection is garbage collected.
-var budgets = struct {
-	sync.Mutex
-	m map[weak.Pointer[nats.Conn]]*StoreBudget
-}{m: map[weak.Pointer[nats.Conn]]*StoreBudget{}}
-
-// StoreBudgetOf returns the StoreBudget of the handlers running on nc,
-// making it the first time with the rate recorded in stream's metadata
-// (natsconf.StoreRate: EnsureStores records its StoreConfig's rate in the
-// rooms and inbox streams, which each handler opened when it started).
-func StoreBudgetOf(nc *nats.Conn, stream jetstream.Stream) *StoreBudget {
-	key := weak.Make(nc)
-	budgets.Lock()
-	defer budgets.Unlock()
-	if b, ok := budgets.m[key]; ok {
-		return b
-	}
-	b := NewStoreBudget(natsconf.StoreRate(stream.CachedInfo()))
-	budgets.m[key] = b
-	goruntime.AddCleanup(nc, func(k weak.Pointer[nats.Conn]) {
-		budgets.Lock()
-		delete(budgets.m, k)
-		budgets.Unlock()
-	}, key)
-	return b
 }
