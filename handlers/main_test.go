@@ -23,6 +23,7 @@ import (
 	"natter/edge/wstest"
 	"natter/handlers/registry"
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // handlersCmd is this package's binary, built by the first test that needs it.
@@ -101,9 +102,9 @@ func runToExit(t *testing.T, args ...string) (int, string) {
 // loopback port, shut down in t.Cleanup.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	srv, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: 0})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: 0})
 	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
+		t.Fatalf("embedded.Start: %v", err)
 	}
 	t.Cleanup(func() {
 		srv.Shutdown()

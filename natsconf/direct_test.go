@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // directStream is a stream of interleaved subjects and, per subject, what
@@ -37,7 +38,7 @@ type sMsg struct {
 // messages; subjectOf names the subject of message i and sizeOf its size.
 func newDirectStream(tb testing.TB, n int, subjectOf func(i int) string, sizeOf func(i int) int) *directStream {
 	tb.Helper()
-	srv := startServer(tb, natsconf.EmbeddedConfig{DontListen: true})
+	srv := startServer(tb, embedded.Config{DontListen: true})
 	nc := connectInProcess(tb, srv)
 	ctx := testContext(tb)
 	js, err := jetstream.New(nc)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // TestKeepURLOrder: Connect lets the NATS client shuffle its URL list, and
@@ -13,7 +14,7 @@ import (
 func TestKeepURLOrder(t *testing.T) {
 	var urls []string
 	for range 3 {
-		urls = append(urls, startServer(t, natsconf.EmbeddedConfig{StoreDir: t.TempDir()}).ClientURL())
+		urls = append(urls, startServer(t, embedded.Config{StoreDir: t.TempDir()}).ClientURL())
 	}
 	list := strings.Join(urls, ",")
 	firsts := func() int {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // pendEntry publishes a pending entry as the inbox handler does.
@@ -47,7 +48,7 @@ func pendSeqs(t *testing.T, nc *nats.Conn, stream, subject string) []string {
 // and any beyond InboxMaxBytes for the whole stream, are refused (and
 // recognised as such), and what is stored stays.
 func TestPendingStoreRefusesNewest(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
+	srv := startServer(t, embedded.Config{DontListen: true})
 	nc := connectInProcess(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -97,7 +98,7 @@ func TestPendingStoreRefusesNewest(t *testing.T) {
 // subjects leave it, its dms stay, and its pending entries move to the
 // pending stream with their frame and seq, so no stored dm is lost.
 func TestEnsureStoresUpgradesPending(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
+	srv := startServer(t, embedded.Config{DontListen: true})
 	nc := connectInProcess(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -1,9 +1,5 @@
 package natsconf
 
-import (
-	"github.com/nats-io/nats-server/v2/server"
-)
-
 // NATS user names of the two kinds of natter process.
 const (
 	EdgeUser     = "edge"
@@ -15,8 +11,8 @@ const (
 // EdgeInboxPrefix, replies to the handlers' (JetStream reads of history and
 // stored dms among them) under HandlersInboxPrefix. Each user may subscribe
 // only under its own, so neither can read the other's replies, and nobody
-// reads "_INBOX.>". Connect and ConnectEmbedded pick the prefix of the user
-// they connect as (InboxPrefix).
+// reads "_INBOX.>". Connect (and embedded.Connect) picks the prefix of the
+// user it connects as (InboxPrefix).
 const (
 	EdgeInboxPrefix     = "_INBOX_edge"
 	HandlersInboxPrefix = "_INBOX_handlers"
@@ -33,44 +29,6 @@ func InboxPrefix(user string) string {
 		return HandlersInboxPrefix
 	}
 	return ""
-}
-
-// EdgePermissions is what an edge may do on NATS: request commands, publish
-// lifecycle events, listen to connection, user, room and broadcast
-// subjects and to its own inbox prefix, and answer the live-delivery
-// requests it receives. It cannot touch JetStream, store messages, publish
-// into rooms or inboxes itself, or read the handlers' replies.
-func (s Subjects) EdgePermissions() *server.Permissions {
-	p := s.prefix
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: []string{
-			p + ".cmd.*", p + ".evt.*",
-		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{
-			p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".edge.*", EdgeInboxPrefix + ".>",
-		}},
-		Response: &server.ResponsePermission{MaxMsgs: 1},
-	}
-}
-
-// HandlersPermissions is what handlers may do on NATS: serve commands and
-// events in queue groups (as micro services, answering $SRV discovery),
-// publish to connections, users, rooms and the broadcast subject, ask hooks
-// (<prefix>.hook.*), use
-// natter's streams and bucket (HandlersJetStream, nothing else of
-// JetStream), and listen to their own inbox prefix. Replies to edges go
-// out through allow_responses, not through a publish permission on the
-// edges' inbox prefix.
-func (s Subjects) HandlersPermissions() *server.Permissions {
-	p := s.prefix
-	pub := []string{p + ".conn.*.*", p + ".user.*", p + ".room.*", p + ".bcast", p + ".store.>", p + ".edge.*", p + ".hook.*"}
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{Allow: append(pub, s.HandlersJetStream()...)},
-		Subscribe: &server.SubjectPermission{Allow: []string{
-			p + ".cmd.*", p + ".evt.*", "$SRV.>", HandlersInboxPrefix + ".>",
-		}},
-		Response: &server.ResponsePermission{MaxMsgs: 1},
-	}
 }
 
 // HandlersJetStream lists the JetStream subjects handlers publish to, scoped
@@ -121,14 +79,4 @@ func (s Subjects) HandlersJetStream() []string {
 		"$KV."+n.Members+".>",
 		"$KV."+s.ReadStore()+".>",
 	)
-}
-
-// Users returns the NATS users of an edge and of handlers with their
-// permissions, for an embedded server (EmbeddedConfig.Users). Production
-// servers get the same from natsconf/auth.conf.
-func (s Subjects) Users(edgePassword, handlersPassword string) []*server.User {
-	return []*server.User{
-		{Username: EdgeUser, Password: edgePassword, Permissions: s.EdgePermissions()},
-		{Username: HandlersUser, Password: handlersPassword, Permissions: s.HandlersPermissions()},
-	}
 }

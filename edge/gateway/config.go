@@ -63,6 +63,10 @@ type Config struct {
 	// is announced to every member, and one write per announcement is
 	// what made joins cost O(members).
 	LazyDelay time.Duration
+	// DispatchQueue is how many deliveries may wait for the edge's
+	// dispatcher (default 65536); past it NATS drops them, and the edge
+	// recovers (see gaps.go).
+	DispatchQueue int
 	// TrustedProxies are the proxies (CIDR prefixes) whose X-Forwarded-For
 	// or Forwarded headers give the client's address, for the
 	// per-address connection cap and logs. Empty: the socket's peer is the
@@ -127,6 +131,7 @@ func (c *Config) validate() error {
 	setDefault(&c.ResyncAfter, DefaultResyncAfter)
 	setDefault(&c.LazyDelay, DefaultLazyDelay)
 	setDefault(&c.MaxRooms, DefaultMaxRooms)
+	setDefault(&c.DispatchQueue, DefaultDispatchQueue)
 	setDefault(&c.GapCheckInterval, DefaultGapCheckInterval)
 	setDefault(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)

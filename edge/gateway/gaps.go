@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"maps"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -208,17 +209,37 @@ func (g *Gateway) checkRooms() {
 
 // watchRooms runs checkRooms every interval and whenever kick has a value,
 // until done.
-func (g *Gateway) watchRooms(kick <-chan struct{}) {
+func (g *Gateway) watchRooms(recheck, lost <-chan struct{}) {
 	t := time.NewTicker(g.cfg.GapCheckInterval)
 	defer t.Stop()
+	again := false // redeliver once more after a drop: the first try may drop too
 	for {
 		select {
 		case <-g.done:
 			return
 		case <-t.C:
-		case <-kick:
+			if again {
+				again = false
+				g.redeliverPending()
+			}
+		case <-recheck:
+		case <-lost:
+			g.cfg.Logger.Warn("deliveries dropped (slow consumer): checking rooms, delivering pending dms again")
+			g.redeliverPending()
+			again = true
 		}
 		g.checkRooms()
+	}
+}
+
+// redeliverPending asks the inbox handler to deliver the pending dms of
+// every user with a connection here, as when the user's first connection
+// opens: a dm offer that was dropped left the dm pending.
+func (g *Gateway) redeliverPending() {
+	for _, c := range g.hub.firstOfEachUser() {
+		hdr := maps.Clone(c.header)
+		hdr.Set(natsconf.HeaderFirst, "1")
+		_ = g.nc.PublishMsg(&nats.Msg{Subject: g.cfg.Subjects.EventConnect(), Header: hdr})
 	}
 }
 

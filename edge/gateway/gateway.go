@@ -61,7 +61,7 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	edgeID := nuid.Next()
-	h, err := newHub(nc, cfg.Subjects, edgeID)
+	h, err := newHub(nc, cfg.Subjects, edgeID, cfg.DispatchQueue)
 	if err != nil {
 		return nil, err
 	}
@@ -75,12 +75,18 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 	}
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.natsDown.Store(time.Now().UnixNano()) })
 	h.g = g
-	recheck := make(chan struct{}, 1)
+	recheck, lost := make(chan struct{}, 1), make(chan struct{}, 1)
 	nc.SetReconnectHandler(func(*nats.Conn) {
 		g.resync()
-		select { // live delivery may have lost messages meanwhile
-		case recheck <- struct{}{}:
-		default:
+		kick(recheck) // live delivery may have lost messages meanwhile
+	})
+	// The edge's subscriptions share one channel; when it overflows, nats.go
+	// drops messages (a slow consumer): room messages, dm offers, control
+	// operations. Never a silent gap: the rooms are checked and every
+	// local user's pending dms delivered again.
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			kick(lost)
 		}
 	})
 	g.perUser.limit = max(cfg.MaxConnsPerUser, 0)
@@ -112,7 +118,7 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 	go func() { defer g.wg.Done(); h.dispatch(g.done) }()
 	go func() { defer g.wg.Done(); g.reapIdle() }()
 	go func() { defer g.wg.Done(); g.lazy.run(g.done, cfg.LazyDelay) }()
-	go func() { defer g.wg.Done(); g.watchRooms(recheck) }()
+	go func() { defer g.wg.Done(); g.watchRooms(recheck, lost) }()
 	return g, nil
 }
 
@@ -409,3 +415,11 @@ func (s *session) Delete(string) {}
 func (s *session) Store(string, any) {}
 
 func (s *session) Range(func(string, any) bool) {}
+
+// kick signals ch without blocking (a signal already pending suffices).
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -77,15 +77,16 @@ func (cu *catchup) hold(seq uint64, frame []byte) {
 	cu.bytes += len(frame)
 }
 
-// dispatchQueue is the capacity of the shared delivery channel. nats.go drops
+// DefaultDispatchQueue is the default capacity of the shared delivery
+// channel (Config.DispatchQueue). nats.go drops
 // (and reports as a slow consumer) what does not fit.
-const dispatchQueue = 1 << 16
+const DefaultDispatchQueue = 1 << 16
 
-func newHub(nc *nats.Conn, subj natsconf.Subjects, edgeID string) (*hub, error) {
+func newHub(nc *nats.Conn, subj natsconf.Subjects, edgeID string, queue int) (*hub, error) {
 	h := &hub{
 		nc:      nc,
 		subj:    subj,
-		msgs:    make(chan *nats.Msg, dispatchQueue),
+		msgs:    make(chan *nats.Msg, queue),
 		clients: map[string]*client{},
 		users:   map[string]*fanout{},
 		rooms:   map[string]*fanout{},
@@ -348,6 +349,21 @@ func (h *hub) all() []*client {
 	out := make([]*client, 0, len(h.clients))
 	for _, c := range h.clients {
 		out = append(out, c)
+	}
+	return out
+}
+
+// firstOfEachUser returns one connection of every user with a connection
+// here.
+func (h *hub) firstOfEachUser() []*client {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*client, 0, len(h.users))
+	for _, f := range h.users {
+		for c := range f.members {
+			out = append(out, c)
+			break
+		}
 	}
 	return out
 }

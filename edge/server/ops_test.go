@@ -23,7 +23,7 @@ import (
 	"natter/edge/gateway"
 	"natter/edge/server"
 	"natter/edge/wstest"
-	"natter/natsconf"
+	"natter/natsconf/embedded"
 	"natter/natsconf/ops"
 	"natter/natsconf/ops/metrics"
 )
@@ -255,7 +255,7 @@ func TestReadyz(t *testing.T) {
 		stop func()
 	)
 	start := func() {
-		ns, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: dir, Host: "127.0.0.1", Port: port})
+		ns, err := embedded.Start(embedded.Config{StoreDir: dir, Host: "127.0.0.1", Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 	"natter/edge/gateway"
 	"natter/edge/server"
 	"natter/edge/wstest"
-	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // TestResyncAfterNATSOutage: when the edge's NATS connection comes back
@@ -26,7 +26,7 @@ func TestResyncAfterNATSOutage(t *testing.T) {
 	_ = ln.Close()
 	dir := t.TempDir()
 	start := func() func() {
-		ns, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: dir, Host: "127.0.0.1", Port: port})
+		ns, err := embedded.Start(embedded.Config{StoreDir: dir, Host: "127.0.0.1", Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -30,6 +30,7 @@ import (
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 	"natter/natsconf/ops"
 	"natter/natsconf/ops/metrics"
 )
@@ -211,7 +212,7 @@ func (s *Server) start() error {
 
 func (s *Server) startEmbedded() error {
 	cfg := s.cfg
-	emb := natsconf.EmbeddedConfig{
+	emb := embedded.Config{
 		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
 		DontListen: cfg.NATSListen == "",
 		SyncAlways: cfg.SyncAlways,
@@ -235,16 +236,16 @@ func (s *Server) startEmbedded() error {
 		if handlersPass == "" {
 			handlersPass = nuid.Next()
 		}
-		emb.Users = cfg.Gateway.Subjects.Users(edgePass, handlersPass)
+		emb.Users = embedded.Users(cfg.Gateway.Subjects, edgePass, handlersPass)
 		edgeAuth = []nats.Option{nats.UserInfo(natsconf.EdgeUser, edgePass)}
 		handlersAuth = []nats.Option{nats.UserInfo(natsconf.HandlersUser, handlersPass)}
 	}
 	var err error
-	s.nats, err = natsconf.StartEmbedded(emb)
+	s.nats, err = embedded.Start(emb)
 	if err != nil {
 		return err
 	}
-	if s.hnc, err = natsconf.ConnectEmbedded(s.nats, "natter-handlers", handlersAuth...); err != nil {
+	if s.hnc, err = embedded.Connect(s.nats, "natter-handlers", handlersAuth...); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -262,7 +263,7 @@ func (s *Server) startEmbedded() error {
 	if err := registry.ForgetMembers(ctx, s.hnc, cfg.Gateway.Subjects); err != nil {
 		return err
 	}
-	s.nc, err = natsconf.ConnectEmbedded(s.nats, "natter-edge", edgeAuth...)
+	s.nc, err = embedded.Connect(s.nats, "natter-edge", edgeAuth...)
 	return err
 }
 
@@ -283,7 +284,7 @@ func (s *Server) routes() http.Handler {
 // shutting down, its NATS connection is up, and natter's streams answer.
 // In development mode the in-process handlers' connection asks JetStream
 // for the streams' info. In production the edge's NATS user may not use
-// JetStream (natsconf.EdgePermissions), so the edge asks what it may ask: a
+// JetStream (embedded.EdgePermissions), so the edge asks what it may ask: a
 // "history" command (limit 1, room ReadyProbeRoom, user ReadyProbeUser),
 // which a rooms handler answers from the rooms stream; an edge is then not
 // ready while no rooms handler runs, as it could not serve joins and sends

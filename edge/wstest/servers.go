@@ -13,6 +13,7 @@ import (
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // ShutdownTimeout bounds the Shutdown of an edge and the stop of handlers
@@ -28,7 +29,7 @@ func QuietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // edges and handlers connect to). It is shut down in cleanup.
 func StartNATS(t testing.TB) *natsserver.Server {
 	t.Helper()
-	ns, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{
+	ns, err := embedded.Start(embedded.Config{
 		StoreDir:   t.TempDir(),
 		Host:       "127.0.0.1",
 		Port:       0,

@@ -14,15 +14,16 @@ import (
 
 	"natter/handlers/connset"
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // testServer starts an embedded JetStream server with natter's stores and
 // shuts it down in t.Cleanup.
 func testServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	srv, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: tb.TempDir(), DontListen: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: tb.TempDir(), DontListen: true})
 	if err != nil {
-		tb.Fatalf("StartEmbedded: %v", err)
+		tb.Fatalf("embedded.Start: %v", err)
 	}
 	tb.Cleanup(func() {
 		srv.Shutdown()
@@ -39,9 +40,9 @@ func testServer(tb testing.TB) *server.Server {
 // returns its JetStream context.
 func jsOn(tb testing.TB, srv *server.Server) jetstream.JetStream {
 	tb.Helper()
-	nc, err := natsconf.ConnectEmbedded(srv, tb.Name())
+	nc, err := embedded.Connect(srv, tb.Name())
 	if err != nil {
-		tb.Fatalf("ConnectEmbedded: %v", err)
+		tb.Fatalf("embedded.Connect: %v", err)
 	}
 	tb.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

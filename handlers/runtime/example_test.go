@@ -11,6 +11,7 @@ import (
 	"natter/edge/protocol"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // Rolled is the reply of the "roll" command, and what the room sees.
@@ -60,12 +61,12 @@ func StartDice(nc *nats.Conn, dice *rand.Rand) (*runtime.Service, error) {
 func Example() {
 	dir, _ := os.MkdirTemp("", "dice")
 	defer os.RemoveAll(dir)
-	srv, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: dir, DontListen: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: dir, DontListen: true})
 	if err != nil {
 		panic(err)
 	}
 	defer srv.Shutdown()
-	nc, err := natsconf.ConnectEmbedded(srv, "dice")
+	nc, err := embedded.Connect(srv, "dice")
 	if err != nil {
 		panic(err)
 	}

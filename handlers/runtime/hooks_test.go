@@ -10,20 +10,20 @@ import (
 
 	"natter/edge/protocol"
 	"natter/handlers/runtime"
-	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 func hookNATS(tb testing.TB) *nats.Conn {
 	tb.Helper()
-	srv, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: tb.TempDir(), DontListen: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: tb.TempDir(), DontListen: true})
 	if err != nil {
-		tb.Fatalf("StartEmbedded: %v", err)
+		tb.Fatalf("embedded.Start: %v", err)
 	}
 	tb.Cleanup(func() {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 	})
-	nc, err := natsconf.ConnectEmbedded(srv, tb.Name())
+	nc, err := embedded.Connect(srv, tb.Name())
 	if err != nil {
 		tb.Fatal(err)
 	}

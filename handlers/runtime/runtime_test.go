@@ -20,6 +20,7 @@ import (
 	"natter/edge/protocol"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // testTimeout is the command deadline of the services under test, short so
@@ -37,9 +38,9 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // it; both go away in t.Cleanup.
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	srv, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{StoreDir: t.TempDir(), DontListen: true})
+	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), DontListen: true})
 	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
+		t.Fatalf("embedded.Start: %v", err)
 	}
 	t.Cleanup(func() {
 		srv.Shutdown()
@@ -50,9 +51,9 @@ func startNATS(t *testing.T) *nats.Conn {
 
 func connect(t *testing.T, srv *server.Server) *nats.Conn {
 	t.Helper()
-	nc, err := natsconf.ConnectEmbedded(srv, t.Name())
+	nc, err := embedded.Connect(srv, t.Name())
 	if err != nil {
-		t.Fatalf("ConnectEmbedded: %v", err)
+		t.Fatalf("embedded.Connect: %v", err)
 	}
 	t.Cleanup(nc.Close)
 	return nc

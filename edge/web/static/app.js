@@ -5,6 +5,10 @@ import { connect } from '/natter.js';
 const params = new URLSearchParams(location.search);
 const WS_URL = params.get('ws') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const NAME_RE = /^[A-Za-z0-9_:-]{1,128}$/;
+// Messages per history page (?page=N, for trying out "load older").
+const PAGE = Math.min(500, Math.max(1, Number(params.get('page')) || 50));
+// How long a typing indicator stays after the last typing frame.
+const TYPING_SHOWN_MS = 4000;
 // sessionStorage: per tab, kept across a reload, so two tabs can be two users.
 const store = window.sessionStorage;
 
@@ -19,12 +23,16 @@ const el = (tag, cls, text) => {
 const app = {
   client: null,
   me: null,
-  rooms: new Map(), // name -> {msgs: Map<seq, msg>, members: Set<string>, unread, note}
+  // name -> {msgs: Map<seq, msg>, members: Set<string>, unread, note, more
+  // (older messages to load), readSeq (the user's read position as known
+  // here), typing: Map<user, until>}
+  rooms: new Map(),
   dms: new Map(), // peer -> {msgs: [], unread}
   current: null, // {kind: 'room'|'dm', name}
   pending: [], // outgoing messages not acknowledged yet
 };
-window.natterDemo = app; // for the console
+window.natterDemo = app; // for the console (and the browser test)
+app.render = () => renderAll();
 
 // ---------------------------------------------------------------------------
 // Login
@@ -46,6 +54,7 @@ $('logout').addEventListener('click', () => {
   app.current = null;
   app.pending = [];
   $('app').hidden = true;
+  $('app').classList.remove('show-rooms', 'show-members');
   $('me').hidden = true;
   $('login').hidden = false;
   $('name').value = '';
@@ -70,8 +79,11 @@ function start(name) {
     $('me-name').textContent = w.user;
     // Presence may have changed while we were away.
     for (const room of app.rooms.keys()) refreshMembers(room);
+    refreshUnread();
   });
   client.on('msg', onRoomMessage);
+  client.on('typing', onTyping);
+  client.on('read', onRead);
   client.on('dm', onDirectMessage);
   client.on('presence', onPresence);
   client.on('broadcast', (b) => notice(`${b.from} to everyone: ${bodyText(b.body)}`));
@@ -96,13 +108,59 @@ function start(name) {
 // ---------------------------------------------------------------------------
 // Rooms
 
+// The unread count of every room from the server (after each connection):
+// the room on screen is marked read instead.
+async function refreshUnread() {
+  let counts;
+  try {
+    counts = await app.client.unread();
+  } catch { return; /* the next connection asks again */ }
+  for (const [name, room] of app.rooms) {
+    if (typeof counts[name] !== 'number') continue;
+    if (isCurrent('room', name)) markRead(name);
+    else room.unread = counts[name];
+  }
+  renderLists();
+}
+
+// The room is on screen: its read position moves to the last message the
+// SDK has delivered (or the latest the page shows).
+function markRead(name) {
+  const room = app.rooms.get(name);
+  if (!room || !app.client) return;
+  room.unread = 0;
+  let seq = app.client.lastSeq(name) || 0;
+  for (const q of room.msgs.keys()) if (q > seq) seq = q;
+  if (!seq || seq <= room.readSeq || document.visibilityState === 'hidden') return;
+  room.readSeq = seq;
+  app.client.read(name, seq).catch(() => { room.readSeq = 0; });
+}
+
+// Another connection of this user read a room up to seq.
+function onRead(r) {
+  const room = app.rooms.get(r.room);
+  if (!room || typeof r.seq !== 'number') return;
+  room.readSeq = Math.max(room.readSeq, r.seq);
+  if ((app.client.lastSeq(r.room) || 0) <= room.readSeq) room.unread = 0;
+  else {
+    let n = 0;
+    for (const m of room.msgs.values()) if (m.seq > room.readSeq && m.from !== app.me) n++;
+    room.unread = Math.min(room.unread, n);
+  }
+  renderLists();
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && app.current && app.current.kind === 'room') markRead(app.current.name);
+});
+
 function saveRooms() {
   store.setItem('natter.rooms', JSON.stringify([...app.rooms.keys()]));
 }
 
 async function openRoom(name, { select: sel = true } = {}) {
   if (!app.rooms.has(name)) {
-    app.rooms.set(name, { msgs: new Map(), members: new Set(), presenceLogs: new Set(), unread: 0, note: '' });
+    app.rooms.set(name, { msgs: new Map(), members: new Set(), presenceLogs: new Set(), unread: 0, note: '', more: false, loadingOlder: false, readSeq: 0, typing: new Map() });
     saveRooms();
   }
   if (sel) select({ kind: 'room', name });
@@ -125,13 +183,37 @@ async function loadHistory(name, upTo) {
   const room = app.rooms.get(name);
   if (!room || !upTo) return;
   try {
-    const messages = await app.client.history(name, { before: upTo + 1, limit: 100 });
+    const messages = await app.client.history(name, { before: upTo + 1, limit: PAGE });
     for (const m of messages) room.msgs.set(m.seq, m);
+    room.more = messages.more;
     room.note = '';
   } catch (err) {
     room.note = `Earlier messages are not available (${err.code}).`;
   }
-  if (isCurrent('room', name)) renderMessages();
+  if (isCurrent('room', name)) {
+    renderMessages();
+    markRead(name);
+  }
+}
+
+// "Load older": the page of messages before the oldest one shown, keeping
+// the messages on screen where they are.
+async function loadOlder(name) {
+  const room = app.rooms.get(name);
+  if (!room || room.loadingOlder || !room.msgs.size) return;
+  room.loadingOlder = true;
+  if (isCurrent('room', name)) renderMessages({ keepScroll: true });
+  const oldest = Math.min(...room.msgs.keys());
+  try {
+    const messages = await app.client.history(name, { before: oldest, limit: PAGE });
+    for (const m of messages) room.msgs.set(m.seq, m);
+    room.more = messages.more;
+  } catch (err) {
+    notice(`cannot load older messages: ${err.code}`);
+  } finally {
+    room.loadingOlder = false;
+  }
+  if (isCurrent('room', name)) renderMessages({ keepScroll: true });
 }
 
 // The members reply is a snapshot taken at some point while the request was
@@ -162,12 +244,56 @@ function onRoomMessage(m) {
   const room = app.rooms.get(m.room);
   if (!room) return;
   room.msgs.set(m.seq, m);
-  if (isCurrent('room', m.room)) appendOrRender(m);
-  else {
+  // A message ends its sender's typing.
+  if (room.typing.delete(m.from) && isCurrent('room', m.room)) renderTyping();
+  if (isCurrent('room', m.room)) {
+    appendOrRender(m);
+    markRead(m.room);
+  } else if (m.from !== app.me && m.seq > room.readSeq) {
     room.unread++;
     renderLists();
   }
 }
+
+// ---------------------------------------------------------------------------
+// Typing
+
+function onTyping(t) {
+  const room = app.rooms.get(t.room);
+  if (!room || t.user === app.me) return; // this user on another device
+  room.typing.set(t.user, Date.now() + TYPING_SHOWN_MS);
+  if (isCurrent('room', t.room)) renderTyping();
+  setTimeout(() => {
+    if (isCurrent('room', t.room)) renderTyping();
+  }, TYPING_SHOWN_MS + 50);
+}
+
+function renderTyping() {
+  const line = $('typing');
+  const c = app.current;
+  const room = c && c.kind === 'room' ? app.rooms.get(c.name) : null;
+  const now = Date.now();
+  const users = [];
+  if (room) {
+    for (const [u, until] of room.typing) {
+      if (until > now) users.push(u);
+      else room.typing.delete(u);
+    }
+  }
+  users.sort();
+  let text = '';
+  if (users.length === 1) text = `${users[0]} is typing…`;
+  else if (users.length === 2) text = `${users[0]} and ${users[1]} are typing…`;
+  else if (users.length > 2) text = `${users.length} people are typing…`;
+  line.textContent = text;
+  line.classList.toggle('active', !!text);
+}
+
+$('text').addEventListener('input', () => {
+  const c = app.current;
+  if (!app.client || !c || c.kind !== 'room' || !$('text').value.trim()) return;
+  app.client.typing(c.name).catch(() => { /* not joined yet, or closed */ });
+}); 
 
 function onPresence(p) {
   const room = app.rooms.get(p.room);
@@ -273,17 +399,38 @@ function select(target) {
     store.setItem('natter.current', `${target.kind}:${target.name}`);
     const t = target.kind === 'room' ? app.rooms.get(target.name) : app.dms.get(target.name);
     if (t) t.unread = 0;
+    if (target.kind === 'room') markRead(target.name);
   }
+  // On a phone the drawers close once a conversation is picked.
+  $('app').classList.remove('show-rooms', 'show-members');
   renderAll();
-  if (target) $('text').focus();
+  if (target && !narrow()) $('text').focus();
 }
+
+const narrow = () => window.matchMedia('(max-width: 640px)').matches;
 
 function renderAll() {
   renderLists();
   renderHead();
   renderMessages();
   renderMembers();
+  renderTyping();
 }
+
+// Phone layout: the rooms and members panels are drawers.
+function toggleDrawer(which) {
+  const appEl = $('app');
+  const cls = `show-${which}`;
+  const open = !appEl.classList.contains(cls);
+  appEl.classList.remove('show-rooms', 'show-members');
+  if (open) appEl.classList.add(cls);
+}
+$('toggle-rooms').addEventListener('click', () => toggleDrawer('rooms'));
+$('toggle-members').addEventListener('click', () => toggleDrawer('members'));
+$('scrim').addEventListener('click', () => $('app').classList.remove('show-rooms', 'show-members'));
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') $('app').classList.remove('show-rooms', 'show-members');
+});
 
 function renderState(state) {
   const s = $('state');
@@ -294,14 +441,21 @@ function renderState(state) {
 function renderLists() {
   const rooms = $('rooms');
   rooms.replaceChildren();
+  let total = 0;
   for (const [name, room] of app.rooms) {
     rooms.append(listItem('#', name, room.unread, isCurrent('room', name), () => select({ kind: 'room', name })));
+    total += room.unread;
   }
   const dms = $('dms');
   dms.replaceChildren();
   for (const [peer, t] of app.dms) {
     dms.append(listItem('@', peer, t.unread, isCurrent('dm', peer), () => select({ kind: 'dm', name: peer })));
+    total += t.unread;
   }
+  // The phone layout's rooms button shows what waits elsewhere.
+  const badge = $('toggle-rooms-badge');
+  badge.textContent = total ? String(total) : '';
+  badge.hidden = !total;
 }
 
 function listItem(sigil, name, unread, active, onClick) {
@@ -338,19 +492,33 @@ function currentMessages() {
   return t ? t.msgs : [];
 }
 
-function renderMessages() {
+function renderMessages({ keepScroll = false } = {}) {
   const list = $('messages');
+  // Loading older messages keeps the ones on screen in place.
+  const fromBottom = list.scrollHeight - list.scrollTop;
   list.replaceChildren();
   const c = app.current;
   if (c && c.kind === 'room') {
     const room = app.rooms.get(c.name);
+    if (room && room.more) {
+      const li = el('li', 'older');
+      const b = el('button', 'link', room.loadingOlder ? 'loading…' : 'Load older messages');
+      b.type = 'button';
+      b.id = 'load-older';
+      b.disabled = room.loadingOlder;
+      b.addEventListener('click', () => loadOlder(c.name));
+      li.append(b);
+      list.append(li);
+    }
     if (room && room.note) list.append(el('li', 'system', room.note));
   }
   const msgs = currentMessages();
   if (c && !msgs.length) list.append(el('li', 'system', c.kind === 'room' ? 'No messages yet. Say hello!' : `Start a conversation with ${c.name}.`));
   let prev = null;
   for (const m of msgs) {
-    list.append(messageItem(m, prev));
+    const sameDay = !!prev && dayKey(prev.ts) === dayKey(m.ts);
+    if (!sameDay) list.append(daySeparator(m.ts));
+    list.append(messageItem(m, sameDay ? prev : null));
     prev = m;
   }
   for (const p of app.pending) {
@@ -360,14 +528,42 @@ function renderMessages() {
       list.append(li);
     }
   }
-  list.scrollTop = list.scrollHeight;
+  list.scrollTop = keepScroll ? list.scrollHeight - fromBottom : list.scrollHeight;
+}
+
+// A local calendar day, to put a separator between messages of two days.
+function dayKey(ts) {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+function dayLabel(ts) {
+  const now = new Date();
+  const today = dayKey(now.getTime());
+  const yesterday = dayKey(new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1).getTime());
+  const key = dayKey(ts);
+  if (key === today) return 'Today';
+  if (key === yesterday) return 'Yesterday';
+  const d = new Date(ts);
+  const opts = { weekday: 'long', month: 'long', day: 'numeric' };
+  if (d.getFullYear() !== now.getFullYear()) opts.year = 'numeric';
+  return d.toLocaleDateString([], opts);
+}
+
+function daySeparator(ts) {
+  const li = el('li', 'day');
+  li.setAttribute('role', 'separator');
+  li.dataset.day = dayKey(ts);
+  li.append(el('span', '', dayLabel(ts)));
+  return li;
 }
 
 function appendOrRender(m) {
   const msgs = currentMessages();
   const list = $('messages');
   const last = msgs[msgs.length - 1];
-  if (last !== m || app.pending.length || list.querySelector('.system')) {
+  const before = msgs[msgs.length - 2];
+  if (last !== m || app.pending.length || list.querySelector('.system') || !before || dayKey(before.ts) !== dayKey(m.ts)) {
     renderMessages();
     return;
   }
@@ -410,6 +606,7 @@ function renderMembers() {
   }
   $('members-title').textContent = c && c.kind === 'dm' ? 'Conversation with' : 'Online';
   $('member-count').textContent = c && c.kind === 'room' ? String(users.length) : '';
+  $('toggle-members-count').textContent = c && c.kind === 'room' ? String(users.length) : '';
   for (const u of users) {
     const li = el('li');
     const b = el('button', 'item member');

@@ -31,7 +31,26 @@
  *   delivered at least once);
  * - queues commands issued while disconnected (at most `maxQueue`) and sends
  *   them after the reconnect; an unacknowledged `send` or `dm` is sent again
- *   with the same `id`, which the server deduplicates.
+ *   with the same `id`, which the server deduplicates;
+ * - keeps a JWT fresh (v1.1) when `token` is a function: it reads the
+ *   token's `exp` and sends `refresh` with a new token from the function
+ *   before it expires, and reconnects with a fresh one when the server
+ *   refuses the refresh or says `bye` `expired` (see {@link ConnectOptions}).
+ *
+ * The v1.1 additions of the protocol ("Additions (v1.1)" in PROTOCOL.md):
+ * {@link Client#typing} and the `typing` event, {@link Client#read},
+ * {@link Client#unread} and the `read` event, `send(room, body, {echo:
+ * false})`, token refresh, gap detection with `prev`, history paging with
+ * `more`.
+ *
+ * ```js
+ * const chat = connect(url, { token: () => fetch('/chat-token').then((r) => r.text()) });
+ * input.oninput = () => chat.typing('lobby');          // others get 'typing'
+ * chat.on('typing', ({ room, user }) => showTyping(room, user));
+ * chat.on('read', ({ room, seq }) => markRead(room, seq)); // my other devices
+ * const counts = await chat.unread();                    // {lobby: 3, …}
+ * await chat.read('lobby', lastShownSeq);
+ * ```
  *
  * @module natter
  */
@@ -68,7 +87,10 @@ export const State = Object.freeze({
  * client rejoins the room with `since` to get them), `left` (a
  * `join` overtaken by a `leave` of the same room), `bad_url` (a URL the
  * transport refuses), `too_many_sockets`, `transport` (the socket failed),
- * `no_transport`.
+ * `no_transport`, `token` (on the `error` event: the `token` function threw,
+ * returned no string, or did not answer within `timeout`), `expired` (the
+ * client closed after `bye` `expired` because its `token` is a fixed
+ * string it cannot renew).
  */
 export class NatterError extends Error {
   /**
@@ -339,7 +361,28 @@ export function autoTransport() {
  * Options of {@link connect}.
  * @typedef {object} ConnectOptions
  * @property {string} [user] development identity, sent as `?user=`
- * @property {string} [token] a JWT (query for browsers, header elsewhere)
+ * @property {string|(() => string|Promise<string>)} [token] a JWT (query for
+ *   browsers, header elsewhere), or a function that returns one (or a
+ *   promise of one). With a function the client keeps the token fresh
+ *   (protocol v1.1, "Token refresh"): it reads the token's `exp` (the
+ *   base64url JSON payload, not verified: the server does that) and, a
+ *   minute before it expires, or at 80% of its lifetime when that is later
+ *   (a token that lives less than 5 minutes), calls the function and sends
+ *   `refresh` with the new token on the open connection; the times count
+ *   from when the client got the token, by the local clock (a token
+ *   already expired by it is not refreshed: the server's `bye` `expired`
+ *   then brings a fresh one; a token without `exp` never is). When the
+ *   server refuses the refresh (`forbidden`) or does not answer, or says
+ *   `bye` `expired`, the client reconnects at once with a fresh token from
+ *   the function. When the function itself fails during a refresh, the
+ *   error goes to the `error` event (code `token`) and the refresh is tried
+ *   again a little later, before the token expires. The function is also
+ *   called before each connection whose token is due for refresh, or after
+ *   a connection that closed before `welcome` (an expired or revoked token
+ *   gets HTTP 401, which a browser cannot tell from a network failure); a
+ *   failure there counts as a failed connection attempt (backoff). A fixed
+ *   string is never refreshed: after `bye` `expired` the client closes with
+ *   code `expired`.
  * @property {Transport} [transport] defaults to {@link autoTransport}
  * @property {number} [timeout=10000] ms to wait for a reply once a command is
  *   on the wire, and for `welcome` once a socket is opening
@@ -363,19 +406,90 @@ export function autoTransport() {
  * @property {number} [maxHeld=1000] live messages of one room held while
  *   the client fetches messages it missed in that room; beyond that it gives
  *   up the fetch and rejoins the room with `since` instead
+ * @property {number} [typingInterval=1000] ms: {@link Client#typing} sends
+ *   at most one `typing` per room in this time (the server forwards at most
+ *   one per user and room every 2 s); the others resolve at once to `null`
  */
 
 /**
  * An event name of {@link Client#on}: `msg`, `dm`, `presence`, `broadcast`
- * (the server's frames), `welcome` (each new connection), `bye` (the server
- * is about to close), `state` (`(state, previous)`), `error` (a
- * {@link NatterError} that belongs to no command: an `error` frame without a
- * matching id, a failed rejoin, a transport error), `frame` (every frame
- * received, for debugging).
- * @typedef {'msg'|'dm'|'presence'|'broadcast'|'welcome'|'bye'|'state'|'error'|'frame'} EventType
+ * (the server's frames), `typing` (v1.1: `{room, user}`, another
+ * connection's user is typing in a joined room; the user may be this
+ * client's own user on another device; show it for a few seconds after the
+ * last one), `read` (v1.1: `{room, seq, user}`, this user's read position
+ * in `room` moved on another of its connections: see {@link Client#read}),
+ * `refreshed` (v1.1: the server took a new token, see `token` in
+ * {@link ConnectOptions}), `welcome` (each new connection), `bye` (the
+ * server is about to close), `state` (`(state, previous)`), `error` (a
+ * {@link NatterError} that belongs to no command: an `error` frame without
+ * a matching id, a failed rejoin, a transport error, a failed token
+ * refresh), `frame` (every frame received, for debugging).
+ * @typedef {'msg'|'dm'|'presence'|'broadcast'|'typing'|'read'|'refreshed'|'welcome'|'bye'|'state'|'error'|'frame'} EventType
  */
 
-const REPLY_TYPES = new Set(['joined', 'left', 'ack', 'members', 'history', 'pong', 'error']);
+const REPLY_TYPES = new Set(['joined', 'left', 'ack', 'members', 'history', 'pong', 'error', 'refreshed', 'unread']);
+
+/** The refresh of a token is sent this long before its `exp` (unless later: see refreshDelay). */
+const REFRESH_AHEAD = 60_000;
+
+/** Own `echo:false` messages remembered per room, to drop them when history brings them. */
+const OWN_SEEN = 1000;
+
+/** Decodes base64url (or base64) to a string of bytes; null when malformed. */
+function base64urlBytes(s) {
+  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  const t = s.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '');
+  const out = [];
+  let acc = 0;
+  let bits = 0;
+  for (let i = 0; i < t.length; i++) {
+    const v = abc.indexOf(t[i]);
+    if (v < 0) return null;
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((acc >> bits) & 0xff);
+    }
+  }
+  return new Uint8Array(out);
+}
+
+/**
+ * The `exp` of a JWT in milliseconds since the epoch, read from its payload
+ * without verifying anything; undefined when it has none or is no JWT.
+ * @param {string} token
+ * @returns {number|undefined}
+ */
+export function tokenExpiry(token) {
+  if (typeof token !== 'string') return undefined;
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  const bytes = base64urlBytes(parts[1]);
+  if (!bytes) return undefined;
+  let text;
+  if (typeof TextDecoder === 'function') text = new TextDecoder().decode(bytes);
+  else text = String.fromCharCode(...bytes); // non-ASCII claims garble, exp does not
+  try {
+    const claims = JSON.parse(text);
+    return claims && typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? claims.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How long after getting a token (at now) to refresh it: a minute before
+ * its expiry, or at 80% of its remaining lifetime when that is later, but
+ * not within a second. A token already expired by the local clock is not
+ * refreshed (Infinity): the clock may be off, and the server's `bye`
+ * `expired` makes the client reconnect with a fresh one anyway.
+ */
+function refreshDelay(expMs, now) {
+  const life = expMs - now;
+  if (!(life > 0)) return Infinity;
+  return Math.max(life - REFRESH_AHEAD, 0.8 * life, 1000);
+}
 
 /** Messages one `history` request of a gap fill asks for (the protocol's maximum). */
 const FILL_PAGE = 500;
@@ -436,7 +550,15 @@ export class Client {
     this._transport = o.transport || autoTransport();
     if (typeof this._transport.check === 'function') this._transport.check(url);
     this._baseUrl = o.user ? withQuery(url, 'user', o.user) : url;
-    this._token = o.token;
+    // A fixed token, or the function that gives fresh ones (and the one
+    // it gave last, with when to refresh it).
+    this._tokenFn = typeof o.token === 'function' ? o.token : null;
+    this._token = typeof o.token === 'string' ? o.token : undefined;
+    this._tokenStale = !!this._tokenFn; // call the function before the next connection
+    this._refreshAt = Infinity;
+    this._refreshTimer = null;
+    this._typingInterval = o.typingInterval >= 0 ? o.typingInterval : 1000;
+    this._typingSent = new Map(); // room -> when the last typing went out
     this._timeout = o.timeout > 0 ? o.timeout : 10000;
     this._queueTimeout = o.queueTimeout > 0 ? o.queueTimeout : 0;
     const rc = o.reconnect === undefined ? true : o.reconnect;
@@ -483,6 +605,8 @@ export class Client {
     this._pongTimer = null;
     this._pongWait = 10000;
     this._bye = null;
+    this._welcomed = false; // the current connection got its welcome
+    this._quick = false; // reconnect at once after this loss
     this._readyWaiters = [];
     this._open();
   }
@@ -552,11 +676,131 @@ export class Client {
   _open() {
     if (this.state === State.CLOSED) return;
     this._retryTimer = null;
+    this._welcomed = false;
+    if (this._tokenFn && (this._tokenStale || this._token === undefined || Date.now() >= this._refreshAt)) {
+      // A fresh token first; a failure counts as a failed attempt.
+      const gen = ++this._gen;
+      this._fetchToken().then(
+        (token) => {
+          if (gen !== this._gen || this.state === State.CLOSED) return;
+          this._setToken(token);
+          this._openSocket();
+        },
+        (err) => {
+          if (gen !== this._gen || this.state === State.CLOSED) return;
+          this._emit('error', err);
+          this._lost();
+        },
+      );
+      return;
+    }
+    this._openSocket();
+  }
+
+  /**
+   * Calls the token function; rejects with code `token` when it throws,
+   * gives no string, or takes longer than the timeout.
+   */
+  _fetchToken() {
+    return new Promise((resolve, reject) => {
+      const fail = (why, cause) => {
+        const e = new NatterError('token', `the token function ${why}`);
+        if (cause !== undefined) e.cause = cause;
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(`gave no token within ${this._timeout} ms`), this._timeout);
+      let p;
+      try {
+        p = Promise.resolve(this._tokenFn());
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(
+        (t) => {
+          clearTimeout(timer);
+          if (typeof t === 'string' && t) resolve(t);
+          else fail('returned no token');
+        },
+        (err) => {
+          clearTimeout(timer);
+          fail(`failed: ${(err && err.message) || err}`, err);
+        },
+      );
+    });
+  }
+
+  /** Adopts a token from the function, and works out when to refresh it. */
+  _setToken(token) {
+    const now = Date.now();
+    const exp = tokenExpiry(token);
+    this._token = token;
+    this._tokenStale = false;
+    this._refreshAt = exp === undefined ? Infinity : now + refreshDelay(exp, now);
+  }
+
+  /** Arms the refresh of the current token, on the open connection. */
+  _armRefresh(delay) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (!this._tokenFn || this._refreshAt === Infinity) return;
+    const gen = this._gen;
+    const wait = delay !== undefined ? delay : Math.max(0, this._refreshAt - Date.now());
+    // setTimeout takes at most 2^31-1 ms: a later refresh is re-armed then.
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      if (gen !== this._gen || this.state !== State.OPEN) return;
+      if (Date.now() < this._refreshAt && delay === undefined) this._armRefresh();
+      else this._refresh();
+    }, Math.min(wait, 2 ** 31 - 1));
+  }
+
+  /**
+   * Gets a new token from the function and sends it with `refresh`. The
+   * server refusing it (or not answering) makes the client reconnect with a
+   * fresh one; the function failing is reported and tried again later.
+   */
+  _refresh() {
+    const gen = this._gen;
+    const current = () => gen === this._gen && this.state === State.OPEN && !!this._conn;
+    this._fetchToken().then(
+      (token) => {
+        if (!current()) return;
+        this._request({ type: 'refresh', token }, 'refresh').then(
+          (f) => {
+            if (!current()) return;
+            this._setToken(token);
+            this._armRefresh();
+            this._emit('refreshed', f);
+          },
+          (err) => {
+            if (!current()) return;
+            const e = new NatterError(err.code, `token refresh failed (${err.message}): reconnecting with a fresh token`, err.frame);
+            e.cause = err;
+            this._emit('error', e);
+            this._tokenStale = true;
+            this._quick = true;
+            this._dead('token refresh failed');
+          },
+        );
+      },
+      (err) => {
+        if (!current()) return;
+        this._emit('error', err);
+        // Try again before the token expires (the server says bye expired
+        // at its expiry, and the client then reconnects with a fresh one).
+        const left = this._token ? (tokenExpiry(this._token) || 0) - Date.now() : 0;
+        this._armRefresh(Math.min(10_000, Math.max(1000, left / 2)));
+      },
+    );
+  }
+
+  _openSocket() {
     const gen = ++this._gen;
     const mine = (fn) => (...args) => {
       if (gen === this._gen) fn(...args);
     };
     this._bye = null;
+    this._welcomed = false;
     let conn;
     try {
       conn = this._transport.open(this._baseUrl, { token: this._token }, {
@@ -588,7 +832,8 @@ export class Client {
     clearTimeout(this._welcomeTimer);
     clearInterval(this._pingTimer);
     clearTimeout(this._pongTimer);
-    this._welcomeTimer = this._pingTimer = this._pongTimer = null;
+    clearTimeout(this._refreshTimer);
+    this._welcomeTimer = this._pingTimer = this._pongTimer = this._refreshTimer = null;
   }
 
   /** The current connection is gone (closed, failed or deemed dead). */
@@ -605,7 +850,9 @@ export class Client {
     for (const req of this._pending.values()) {
       clearTimeout(req.timer);
       if (req.kind === 'join') continue;
-      if (req.kind === 'leave') req.resolve({ type: 'left', room: req.frame.room });
+      if (req.kind === 'typing') req.resolve(null); // stale by the reconnect
+      else if (req.kind === 'refresh') req.reject(new NatterError('disconnected', 'connection lost during a token refresh'));
+      else if (req.kind === 'leave') req.resolve({ type: 'left', room: req.frame.room });
       else if (req.kind === 'broadcast') req.reject(new NatterError('disconnected', 'connection lost before the broadcast was acknowledged'));
       else if (req.kind === 'fill') req.reject(new NatterError('disconnected', 'connection lost during a gap fill'));
       else requeue.push(req);
@@ -621,13 +868,19 @@ export class Client {
     if (this.state === State.CLOSED) return;
 
     const bye = this._bye;
-    if (!this._reconnect || (bye && bye.code === 'kicked') || this._attempt >= this._reconnect.maxAttempts) {
+    const expired = !!bye && bye.code === 'expired';
+    // A connection that closed before welcome may have had its token
+    // refused (HTTP 401): the next attempt asks the function for a new one.
+    if (this._tokenFn && (expired || !this._welcomed)) this._tokenStale = true;
+    const quick = this._quick || (bye && bye.code === 'shutdown') || (expired && this._tokenFn);
+    this._quick = false;
+    if (!this._reconnect || (bye && bye.code === 'kicked') || (expired && !this._tokenFn) || this._attempt >= this._reconnect.maxAttempts) {
       this._shutdown(new NatterError(bye ? bye.code : 'closed', bye ? bye.message : `connection closed (${code || 'no code'}${reason ? ': ' + reason : ''})`));
       return;
     }
     this._setState(State.RECONNECTING);
     let delay;
-    if (bye && bye.code === 'shutdown' && this._attempt === 0) delay = 0;
+    if (quick && this._attempt === 0) delay = 0;
     else {
       const { base, cap } = this._reconnect;
       delay = Math.random() * Math.min(cap, base * 2 ** Math.min(this._attempt, 30));
@@ -656,6 +909,9 @@ export class Client {
         this._pending.delete(f.id);
         clearTimeout(req.timer);
         if (req.kind === 'join') this._joinAnswered(req);
+        // Before any later frame: the message must be known as ours when
+        // history or a replay brings it.
+        if (req.kind === 'send' && req.frame.echo === false && f.type === 'ack') this._ownMessage(req.frame.room, f.seq);
         if (f.type === 'error') req.reject(new NatterError(f.code || 'internal', f.message, f));
         else req.resolve(f);
         return;
@@ -685,6 +941,8 @@ export class Client {
       }
       case 'presence':
       case 'broadcast':
+      case 'typing':
+      case 'read':
         this._emit(f.type, f);
         break;
       case 'bye':
@@ -729,8 +987,31 @@ export class Client {
       this._fillPage(name, room, room.fill);
       return;
     }
+    this._deliver(room, f);
+  }
+
+  /**
+   * Hands a room message over (it is the next one in seq order), unless it
+   * is one of this client's own `echo:false` messages, which is only taken
+   * as seen.
+   */
+  _deliver(room, f) {
     room.lastSeq = f.seq;
+    if (room.own.size) {
+      const mine = room.own.has(f.seq);
+      for (const q of room.own) if (q <= f.seq) room.own.delete(q);
+      if (mine) return;
+    }
     this._emit('msg', f);
+  }
+
+  /** An `echo:false` send of this client was stored in room as seq. */
+  _ownMessage(name, seq) {
+    const room = this._rooms.get(name);
+    if (!room || typeof seq !== 'number') return;
+    if (room.lastSeq !== undefined && seq <= room.lastSeq) return;
+    room.own.add(seq);
+    if (room.own.size > OWN_SEEN) room.own.delete(room.own.values().next().value);
   }
 
   /** Whether fill is still the one to run: same room, same connection. */
@@ -751,8 +1032,7 @@ export class Client {
         const msgs = Array.isArray(reply.messages) ? reply.messages : [];
         for (const m of msgs) {
           if (!m || typeof m.seq !== 'number' || m.seq <= room.lastSeq) continue;
-          room.lastSeq = m.seq;
-          this._emit('msg', m);
+          this._deliver(room, m);
           if (!this._fillCurrent(name, room, fill)) return; // a listener left the room, or closed
         }
         const progressed = room.lastSeq > after;
@@ -788,8 +1068,7 @@ export class Client {
         return;
       }
       room.held.shift();
-      room.lastSeq = h.seq;
-      this._emit('msg', h);
+      this._deliver(room, h);
       if (!this._fillCurrent(name, room, fill)) return;
     }
     room.fill = null;
@@ -823,7 +1102,10 @@ export class Client {
     this.user = f.user;
     this.conn = f.conn;
     this._attempt = 0;
+    this._welcomed = true;
+    this._typingSent.clear();
     this._startHeartbeat(f.heartbeat);
+    this._armRefresh();
     const prev = this.state;
     this.state = State.OPEN;
     // Rejoin first: commands are handled in the order sent, so queued sends
@@ -1055,7 +1337,7 @@ export class Client {
     if (this.state === State.CLOSED) return Promise.reject(new NatterError('closed', 'client closed'));
     const since = typeof options.since === 'number' ? options.since : undefined;
     let r = this._rooms.get(room);
-    if (!r) this._rooms.set(room, (r = { lastSeq: since, waiters: [], fill: null, held: [], rejoinId: null }));
+    if (!r) this._rooms.set(room, (r = { lastSeq: since, waiters: [], fill: null, held: [], rejoinId: null, own: new Set() }));
     else if (since !== undefined) {
       r.lastSeq = since;
       r.fill = null; // the replay brings what a fill was fetching
@@ -1102,14 +1384,77 @@ export class Client {
   /**
    * Sends a message to a room (joined first). Queued while disconnected; an
    * unacknowledged send is retried with the same id after a reconnect.
+   *
+   * With `echo: false` (v1.1, "exclude publisher") this connection does not
+   * get the message back as a `msg` event: show it from the `ack` (which
+   * has its `seq`). The user's other connections, and everyone else, get
+   * it as usual. The client remembers the `seq`s of such messages and
+   * drops them should a gap fill or a rejoin's replay bring them (the
+   * server's replay carries no echo choice); only when such a replay
+   * overtakes the `ack` itself can one still come as a `msg`.
    * @param {string} room
    * @param {*} body any JSON value
-   * @param {{id?: string, timeout?: number}} [options] `id`: your own
-   *   idempotency key (default: generated)
+   * @param {{id?: string, timeout?: number, echo?: boolean}} [options] `id`:
+   *   your own idempotency key (default: generated); `echo`: `false` to
+   *   leave this connection out of the live delivery
    * @returns {Promise<{type: 'ack', id: string, seq: number}>} the `ack` frame
    */
-  send(room, body, options) {
-    return this._request({ type: 'send', room, body }, 'send', options);
+  send(room, body, options = {}) {
+    const frame = { type: 'send', room, body };
+    if (options && options.echo === false) frame.echo = false;
+    this._typingSent.delete(room); // typing again after a send is news
+    return this._request(frame, 'send', options);
+  }
+
+  /**
+   * Tells the room's other connections that this user is typing (v1.1):
+   * they get a `typing` event `{room, user}`. Call it on every keystroke:
+   * the client sends at most one per room every `typingInterval` ms (the
+   * server forwards at most one per user and room every 2 s). Nothing is
+   * stored, and it is not queued: while disconnected, or when throttled,
+   * it resolves at once to `null` without sending. The room must be
+   * joined (else `not_member`).
+   * @param {string} room
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<object|null>} the `ack` frame, or `null` when nothing was sent
+   */
+  typing(room, options) {
+    if (this.state === State.CLOSED) return Promise.reject(new NatterError('closed', 'client closed'));
+    if (this.state !== State.OPEN || !this._conn) return Promise.resolve(null);
+    const now = Date.now();
+    const last = this._typingSent.get(room);
+    if (last !== undefined && now - last < this._typingInterval) return Promise.resolve(null);
+    this._typingSent.set(room, now);
+    return this._request({ type: 'typing', room }, 'typing', options);
+  }
+
+  /**
+   * Records that the user has read `room` up to `seq` (v1.1, "read
+   * position"). The position belongs to the user, on every device, and only
+   * moves forward (a lower `seq` changes nothing; one beyond the room's
+   * latest message counts as the latest). The user's other connections get
+   * a `read` event `{room, seq, user}` when it moved. Needs the right to
+   * join the room, not membership. Queued while disconnected.
+   * @param {string} room
+   * @param {number} seq
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<{type: 'ack', room: string, seq: number}>} the `ack`
+   *   frame; its `seq` is the position after the command
+   */
+  read(room, seq, options) {
+    return this._request({ type: 'read', room, seq }, 'read', options);
+  }
+
+  /**
+   * The number of unread messages of every room the user is in on any of
+   * its connections (at most 1,000 rooms): stored messages after the user's
+   * read position (all of them when it never called {@link Client#read}
+   * for the room). Messages removed by retention are not counted.
+   * @param {{timeout?: number}} [options]
+   * @returns {Promise<Object<string, number>>} room → count
+   */
+  unread(options) {
+    return this._request({ type: 'unread' }, 'unread', options).then((f) => (f.rooms && typeof f.rooms === 'object' ? f.rooms : {}));
   }
 
   /**
@@ -1197,4 +1542,4 @@ export function connect(url, options) {
   return new Client(url, options);
 }
 
-export default { connect, Client, NatterError, State, browserTransport, nodeTransport, wxTransport, autoTransport, PROTOCOL_VERSION };
+export default { connect, Client, NatterError, State, browserTransport, nodeTransport, wxTransport, autoTransport, tokenExpiry, PROTOCOL_VERSION };

@@ -7,6 +7,13 @@
 // directory, one of them writes while it is down: after the pages reconnect
 // both show every message exactly once, in the same order, and both users
 // online; a screenshot of that goes to /tmp/natter-demo-restart.png.
+// Protocol v1.1 in the page: a typing line ("erin is typing…") on the other
+// page; unread badges in the sidebar that appear, survive a reload (the
+// server's unread counts) and clear when the room is shown, on the user's
+// other window too (read positions); "load older" paging back through
+// history and day separators; and the layout at phone width (390 px): the
+// message list takes the screen, rooms and members are drawers
+// (screenshots /tmp/natter-demo-phone*.png).
 //
 // The page comes from the edge itself when it serves /natter.js (web.Handler
 // mounted); otherwise from a small static server here, pointed at the edge
@@ -103,14 +110,14 @@ suite('demo page in Chromium', () => {
     await edge.dispose();
   });
 
-  async function openPage(name) {
-    const context = await browser.newContext({ viewport: { width: 1200, height: 720 } });
+  async function openPage(name, { viewport = { width: 1200, height: 720 }, query = '' } = {}) {
+    const context = await browser.newContext({ viewport });
     const page = await context.newPage();
     page.on('pageerror', (err) => problems.push(`${name}: page error: ${err.message}`));
     page.on('console', (msg) => {
       if (msg.type() === 'error') problems.push(`${name}: console: ${msg.text()}`);
     });
-    await page.goto(pageURL);
+    await page.goto(query ? pageURL + (pageURL.includes('?') ? '&' : '?') + query : pageURL);
     await page.fill('#name', name);
     await page.click('#login-form button[type=submit]');
     await page.waitForSelector('#state[data-state="open"]', { timeout: 15_000 });
@@ -118,12 +125,14 @@ suite('demo page in Chromium', () => {
   }
 
   // Joins a room and waits until the page lists its own user as a member:
-  // the join was acknowledged and the members answered.
+  // the join was acknowledged and the members answered. On a phone-sized
+  // page the rooms drawer is opened first.
   async function joinRoom(page, room, me) {
+    if (!(await page.isVisible('#room-input'))) await page.click('#toggle-rooms');
     await page.fill('#room-input', room);
     await page.press('#room-input', 'Enter');
-    await page.waitForSelector(`#rooms li.active button[data-name="${room}"]`);
-    await page.waitForSelector(`#members button[data-user="${me}"]`, { timeout: 10_000 });
+    await page.waitForSelector(`#rooms li.active button[data-name="${room}"]`, { state: 'attached' });
+    await page.waitForSelector(`#members button[data-user="${me}"]`, { timeout: 10_000, state: 'attached' });
   }
 
   async function say(page, text) {
@@ -335,6 +344,184 @@ suite('demo page in Chromium', () => {
     } finally {
       await carol.context().close();
       await dave.context().close();
+    }
+  });
+  // The badge of a room in the sidebar ('' when none).
+  const badge = (page, room) => page.$eval(`#rooms button[data-name="${room}"]`, (b) => (b.querySelector('.badge') || { textContent: '' }).textContent);
+  async function waitBadge(page, room, want, what) {
+    try {
+      await page.waitForFunction(
+        ([r, w]) => {
+          const b = document.querySelector(`#rooms button[data-name="${r}"]`);
+          return !!b && ((b.querySelector('.badge') || { textContent: '' }).textContent === w);
+        },
+        [room, want], { timeout: 10_000, polling: 50 });
+    } catch {
+      assert.equal(await badge(page, room), want, what);
+    }
+  }
+
+  test('typing shows on the other page; unread badges appear, survive a reload and clear, on every page of the user', async () => {
+    const seen = problems.length;
+    const roomA = unique('talk');
+    const roomB = unique('side');
+    const erin = await openPage('erin');
+    const frank = await openPage('frank');
+    const frank2 = await openPage('frank'); // frank's second window
+    try {
+      for (const [page, me] of [[erin, 'erin'], [frank, 'frank'], [frank2, 'frank']]) {
+        await joinRoom(page, roomA, me);
+        await joinRoom(page, roomB, me);
+        await page.click(`#rooms button[data-name="${roomA}"]`);
+      }
+      await waitMembers(frank, ['erin', 'frank'], 'frank sees erin');
+
+      // Erin types: frank sees "erin is typing…" under the messages.
+      await erin.type('#text', 'hel', { delay: 30 });
+      await frank.waitForFunction(() => document.getElementById('typing').textContent === 'erin is typing…', null, { timeout: 5000 });
+      assert.equal(await erin.textContent('#typing'), '', 'erin does not see herself typing');
+      await erin.press('#text', 'Enter');
+      await waitBodies(frank, ['hel'], 'frank gets the message');
+      await frank.waitForFunction(() => document.getElementById('typing').textContent === '', null, { timeout: 2000 });
+
+      // Erin writes in room B, which neither of frank's windows shows: both
+      // show a badge.
+      await erin.click(`#rooms button[data-name="${roomB}"]`);
+      await say(erin, 'over here');
+      await say(erin, 'and here');
+      await waitBadge(frank, roomB, '2', 'frank sees two unread in B');
+      await waitBadge(frank2, roomB, '2', 'frank\'s second window too');
+      assert.equal(await badge(frank, roomA), '', 'no badge on the room shown');
+
+      // After a reload the count comes from the server (unread).
+      await frank.reload();
+      await frank.waitForSelector('#state[data-state="open"]', { timeout: 15_000 });
+      await waitBadge(frank, roomB, '2', 'frank still sees two unread in B after a reload');
+
+      // Frank opens B: its badge clears, and the read position reaches his
+      // other window, whose badge clears too.
+      await frank.click(`#rooms button[data-name="${roomB}"]`);
+      await waitBodies(frank, ['over here', 'and here'], 'frank reads B');
+      await waitBadge(frank, roomB, '', 'the badge clears once B is shown');
+      await waitBadge(frank2, roomB, '', 'frank\'s other window hears of the read position');
+
+      // And the server keeps it: a reload shows no badge on B.
+      await frank2.reload();
+      await frank2.waitForSelector('#state[data-state="open"]', { timeout: 15_000 });
+      await frank2.evaluate(() => window.natterDemo.client.ping());
+      await frank2.waitForTimeout(300);
+      assert.equal(await badge(frank2, roomB), '', 'no unread in B after a reload');
+      assert.deepEqual(problems.slice(seen), [], 'no page errors or console errors');
+    } finally {
+      for (const p of [erin, frank, frank2]) await p.context().close();
+    }
+  });
+
+  test('load older pages back through history; messages of different days get a separator', async () => {
+    const seen = problems.length;
+    const room = unique('older');
+    const gina = await openPage('gina');
+    const hal = await openPage('hal', { query: 'page=2' });
+    try {
+      await joinRoom(gina, room, 'gina');
+      const texts = ['m1', 'm2', 'm3', 'm4', 'm5'];
+      for (const t of texts) await say(gina, t);
+      await waitBodies(gina, texts, 'gina sent five');
+      await joinRoom(hal, room, 'hal');
+      await waitBodies(hal, ['m4', 'm5'], 'hal first sees a page of two');
+      await hal.click('#load-older');
+      await waitBodies(hal, ['m2', 'm3', 'm4', 'm5'], 'one page older');
+      await hal.click('#load-older');
+      await waitBodies(hal, texts, 'all of them');
+      await hal.waitForSelector('#load-older', { state: 'detached', timeout: 5000 });
+
+      // One separator ("Today") for messages of one day.
+      assert.deepEqual(await hal.$$eval('#messages li.day', (els) => els.map((e) => e.textContent)), ['Today']);
+      // Messages of earlier days (their times moved back here in the page's
+      // state): a separator before each day.
+      const labels = await hal.evaluate((r) => {
+        const room = window.natterDemo.rooms.get(r);
+        const msgs = [...room.msgs.values()].sort((a, b) => a.seq - b.seq);
+        const day = 24 * 3600 * 1000;
+        msgs[0].ts -= 3 * day;
+        msgs[1].ts -= day;
+        msgs[2].ts -= day;
+        window.natterDemo.render();
+        return [...document.querySelectorAll('#messages li')].map((li) => (li.classList.contains('day') ? `[${li.textContent}]` : li.querySelector('.body').textContent));
+      }, room);
+      assert.equal(labels.length, 8, `labels: ${labels}`);
+      assert.match(labels[0], /^\[.+\]$/);
+      assert.notEqual(labels[0], '[Yesterday]');
+      assert.deepEqual(labels.slice(1), ['m1', '[Yesterday]', 'm2', 'm3', '[Today]', 'm4', 'm5']);
+      assert.deepEqual(problems.slice(seen), [], 'no page errors or console errors');
+    } finally {
+      await gina.context().close();
+      await hal.context().close();
+    }
+  });
+
+  test('at phone width (390 px) the messages take the screen; rooms and members are drawers', async () => {
+    const seen = problems.length;
+    const room = unique('phone');
+    const ivy = await openPage('ivy');
+    const jo = await openPage('jo', { viewport: { width: 390, height: 844 } });
+    try {
+      await joinRoom(ivy, room, 'ivy');
+      await joinRoom(jo, room, 'jo');
+      await say(ivy, 'Hello from a wide screen!');
+      await say(jo, 'Hi! I am on my phone, and everything fits.');
+      await waitBodies(jo, ['Hello from a wide screen!', 'Hi! I am on my phone, and everything fits.'], 'jo sees both');
+      // The edge forwards one typing frame per user and room every 2 s, and
+      // ivy's fill above sent one: she types on for more than that.
+      await ivy.type('#text', 'Typing on a big screen', { delay: 130 });
+      await jo.waitForFunction(() => document.getElementById('typing').textContent === 'ivy is typing…', null, { timeout: 5000 });
+
+      const box = async (sel) => jo.$eval(sel, (e) => {
+        const r = e.getBoundingClientRect();
+        const cs = getComputedStyle(e);
+        return { x: r.x, y: r.y, w: r.width, h: r.height, visible: cs.visibility !== 'hidden' && cs.display !== 'none' && r.right > 0 && r.left < innerWidth };
+      });
+      assert.equal(await jo.evaluate(() => document.documentElement.scrollWidth), 390, 'nothing overflows sideways');
+      const list = await box('#messages');
+      assert.ok(list.visible && list.w >= 380, `the message list takes the width: ${JSON.stringify(list)}`);
+      assert.ok((await box('#composer')).visible, 'the composer shows');
+      assert.equal((await box('#sidebar')).visible, false, 'the rooms panel is tucked away');
+      assert.equal((await box('#members-panel')).visible, false, 'the members panel is tucked away');
+
+      const shot = SCREENSHOT.replace(/\.png$/, '') + '-phone.png';
+      await jo.screenshot({ path: shot });
+      console.log(`# screenshot: ${shot}`);
+
+      // The rooms drawer: open it, pick the room, it closes.
+      await jo.click('#toggle-rooms');
+      await jo.waitForFunction(() => getComputedStyle(document.getElementById('sidebar')).transform === 'none');
+      const side = await box('#sidebar');
+      assert.ok(side.visible && side.x >= 0 && side.x + side.w <= 390, `the rooms drawer is on screen: ${JSON.stringify(side)}`);
+      await jo.screenshot({ path: SCREENSHOT.replace(/\.png$/, '') + '-phone-rooms.png' });
+      assert.ok(await jo.isVisible(`#rooms button[data-name="${room}"]`));
+      await jo.click(`#rooms button[data-name="lobby"]`);
+      await jo.waitForFunction(() => !document.getElementById('app').classList.contains('show-rooms'));
+      assert.equal(await jo.textContent('#conv-title'), '# lobby');
+      await jo.click('#toggle-rooms');
+      await jo.click(`#rooms button[data-name="${room}"]`);
+      assert.equal(await jo.textContent('#conv-title'), `# ${room}`);
+      await waitBodies(jo, ['Hello from a wide screen!', 'Hi! I am on my phone, and everything fits.'], 'back in the room');
+
+      // The members drawer lists who is online.
+      await jo.click('#toggle-members');
+      await jo.waitForFunction(() => getComputedStyle(document.getElementById('members-panel')).transform === 'none');
+      const mem = await box('#members-panel');
+      assert.ok(mem.visible && mem.x >= 0 && mem.x + mem.w <= 390.5, `the members drawer is on screen: ${JSON.stringify(mem)}`);
+      assert.ok(await jo.isVisible('#members button[data-user="ivy"]'));
+      await waitMembers(jo, ['ivy', 'jo'], 'jo sees both online');
+      await jo.screenshot({ path: SCREENSHOT.replace(/\.png$/, '') + '-phone-members.png' });
+      // A tap outside closes it.
+      await jo.mouse.click(20, 400);
+      await jo.waitForFunction(() => !document.getElementById('app').classList.contains('show-members'));
+      assert.deepEqual(problems.slice(seen), [], 'no page errors or console errors');
+    } finally {
+      await ivy.context().close();
+      await jo.context().close();
     }
   });
 });

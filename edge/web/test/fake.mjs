@@ -98,10 +98,22 @@ export function fakeServer({ auto = true, onOpen, heartbeat = 30 } = {}) {
           const seq = (server.roomSeq.get(f.room) || 0) + 1;
           server.roomSeq.set(f.room, seq);
           server.dedup.set(key, seq);
-          conn.deliver({ type: 'msg', room: f.room, from: 'tester', seq, ts: Date.now(), body: f.body });
+          if (f.echo !== false) conn.deliver({ type: 'msg', room: f.room, from: 'tester', seq, ts: Date.now(), body: f.body });
           conn.deliver({ type: 'ack', id: f.id, seq });
           break;
         }
+        case 'typing':
+          conn.deliver({ type: 'ack', id: f.id });
+          break;
+        case 'read':
+          conn.deliver({ type: 'ack', id: f.id, room: f.room, seq: f.seq });
+          break;
+        case 'unread':
+          conn.deliver({ type: 'unread', id: f.id, rooms: Object.fromEntries(server.roomSeq) });
+          break;
+        case 'refresh':
+          conn.deliver({ type: 'refreshed', id: f.id });
+          break;
         case 'members':
           conn.deliver({ type: 'members', id: f.id, room: f.room, users: ['tester'] });
           break;
@@ -114,3 +126,12 @@ export function fakeServer({ auto = true, onOpen, heartbeat = 30 } = {}) {
 }
 
 export const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A JWT-shaped string (unsigned: the SDK never verifies) whose payload holds
+ * claims; `exp` defaults to `life` seconds from now.
+ */
+export function fakeJwt(claims = {}, life = 3600) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ exp: Math.floor(Date.now() / 1000) + life, ...claims })}.c2ln`;
+}

@@ -2,103 +2,13 @@ package natsconf
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
-
-// EmbeddedConfig configures an in-process NATS server with JetStream.
-type EmbeddedConfig struct {
-	// StoreDir is where JetStream keeps its files. Required.
-	StoreDir string
-	// Host to listen on; empty means 127.0.0.1.
-	Host string
-	// Port to listen on; 0 means a random free port. Set DontListen to
-	// accept in-process connections only.
-	Port int
-	// DontListen disables the TCP listener: only Connect (in-process) works.
-	DontListen bool
-	// SyncAlways makes JetStream fsync every write (survives power loss,
-	// costs throughput). The default fsyncs every two minutes.
-	SyncAlways bool
-	// ServerName names the server in logs and JetStream metadata.
-	ServerName string
-	// Logger receives the server's logs; nil keeps it silent.
-	Logger server.Logger
-	// Users, when set, makes the server require one of these users (see
-	// Subjects.Users); nil lets any connection in with every permission.
-	Users []*server.User
-	// ReadyTimeout bounds the wait for the server to accept connections;
-	// zero means 10s.
-	ReadyTimeout time.Duration
-}
-
-// StartEmbedded starts a NATS server with JetStream in this process and waits
-// until it accepts connections. The caller owns it: Shutdown and
-// WaitForShutdown stop it.
-func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
-	if cfg.StoreDir == "" {
-		return nil, errors.New("natsconf: embedded server needs a store directory")
-	}
-	opts := &server.Options{
-		ServerName:      cfg.ServerName,
-		Host:            cfg.Host,
-		Port:            cfg.Port,
-		DontListen:      cfg.DontListen,
-		JetStream:       true,
-		StoreDir:        cfg.StoreDir,
-		SyncAlways:      cfg.SyncAlways,
-		NoSigs:          true,
-		Users:           cfg.Users,
-		NoLog:           cfg.Logger == nil,
-		MaxPayload:      8 << 20,
-		HTTPPort:        0,
-		NoSystemAccount: false,
-	}
-	if opts.Host == "" {
-		opts.Host = "127.0.0.1"
-	}
-	if opts.Port == 0 {
-		opts.Port = server.RANDOM_PORT
-	}
-	if opts.ServerName == "" {
-		opts.ServerName = "natter-embedded"
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("natsconf: embedded server: %w", err)
-	}
-	if cfg.Logger != nil {
-		srv.SetLoggerV2(cfg.Logger, false, false, false)
-	}
-	go srv.Start()
-	wait := cfg.ReadyTimeout
-	if wait <= 0 {
-		wait = 10 * time.Second
-	}
-	if !srv.ReadyForConnections(wait) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, errors.New("natsconf: embedded server did not become ready")
-	}
-	return srv, nil
-}
-
-// ConnectEmbedded connects to srv in-process (no socket), with options
-// suited to a long-lived service connection. As the user of
-// nats.UserInfo in opts, it takes that user's inbox prefix (InboxPrefix);
-// a nats.CustomInboxPrefix in opts wins.
-func ConnectEmbedded(srv *server.Server, name string, opts ...nats.Option) (*nats.Conn, error) {
-	all := append([]nats.Option{nats.InProcessServer(srv)}, ServiceOptions(name)...)
-	all = append(all, inboxOf("", opts)...)
-	return nats.Connect("", append(all, opts...)...)
-}
 
 // Connect dials the NATS servers in urls (comma separated) with options suited
 // to a long-lived service connection. As the user of nats.UserInfo in opts,

@@ -1,7 +1,7 @@
-package natsconf_test
+package embedded_test
 
 // Tests of the NATS users of natter: the permissions built in Go
-// (Subjects.Users, used by the embedded server) are enforced by a real
+// (Users, used by the embedded server) are enforced by a real
 // server and are what natter needs, and the users of the production config
 // files (auth.conf, included by single.conf and cluster/*.conf) have the
 // same allow lists.
@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 const (
@@ -46,9 +47,9 @@ const (
 // that requires the natter users of prefix "im" (and permAdmin).
 func permStart(t *testing.T) *server.Server {
 	t.Helper()
-	users := natsconf.MustSubjects("im").Users(permEdgePass, permHandlersPass)
+	users := embedded.Users(natsconf.MustSubjects("im"), permEdgePass, permHandlersPass)
 	users = append(users, &server.User{Username: permAdmin, Password: permAdminPass})
-	ns, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{
+	ns, err := embedded.Start(embedded.Config{
 		StoreDir: t.TempDir(),
 		Users:    users,
 	})
@@ -141,7 +142,7 @@ func permCtx(t *testing.T) context.Context {
 func TestPermissionsPrefix(t *testing.T) {
 	for _, prefix := range []string{"im", "chat"} {
 		s := natsconf.MustSubjects(prefix)
-		users := s.Users("e", "h")
+		users := embedded.Users(s, "e", "h")
 		if len(users) != 2 || users[0].Username != natsconf.EdgeUser || users[0].Password != "e" ||
 			users[1].Username != natsconf.HandlersUser || users[1].Password != "h" {
 			t.Fatalf("Users: %+v", users)
@@ -485,7 +486,7 @@ func TestPermissionsConfigFiles(t *testing.T) {
 	t.Setenv("NATTER_HANDLERS_PASSWORD", "handlers-from-env")
 	permRouteEnv(t, "routeFromEnv", 6222, 6223, 6224)
 	s := natsconf.MustSubjects("im")
-	for _, file := range []string{"single.conf", "cluster/n1.conf", "cluster/n2.conf", "cluster/n3.conf"} {
+	for _, file := range []string{"../single.conf", "../cluster/n1.conf", "../cluster/n2.conf", "../cluster/n3.conf"} {
 		opts, err := server.ProcessConfigFile(file)
 		if err != nil {
 			t.Errorf("%s: %v", file, err)
@@ -505,8 +506,8 @@ func TestPermissionsConfigFiles(t *testing.T) {
 		if p := users[natsconf.HandlersUser].Password; p != "handlers-from-env" {
 			t.Errorf("%s: handlers password %q, want $NATTER_HANDLERS_PASSWORD", file, p)
 		}
-		permSame(t, file+": edge", users[natsconf.EdgeUser].Permissions, s.EdgePermissions())
-		permSame(t, file+": handlers", users[natsconf.HandlersUser].Permissions, s.HandlersPermissions())
+		permSame(t, file+": edge", users[natsconf.EdgeUser].Permissions, embedded.EdgePermissions(s))
+		permSame(t, file+": handlers", users[natsconf.HandlersUser].Permissions, embedded.HandlersPermissions(s))
 		if !opts.JetStream {
 			t.Errorf("%s: JetStream is off", file)
 		}
@@ -514,7 +515,7 @@ func TestPermissionsConfigFiles(t *testing.T) {
 
 	// single.conf as a running server (on a random port, storing in a
 	// temporary directory): the passwords come from the environment.
-	opts, err := server.ProcessConfigFile("single.conf")
+	opts, err := server.ProcessConfigFile("../single.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +551,7 @@ func TestPermissionsConfigFiles(t *testing.T) {
 }
 
 // TestInboxPrefixes: each natter user gets its own inbox prefix from
-// Connect and ConnectEmbedded, may subscribe only there, and so cannot read
+// natsconf.Connect and Connect, may subscribe only there, and so cannot read
 // the replies the other user gets.
 func TestInboxPrefixes(t *testing.T) {
 	ns := permStart(t)
@@ -587,12 +588,12 @@ func TestInboxPrefixes(t *testing.T) {
 	}
 	for user, want := range map[string]string{natsconf.EdgeUser: natsconf.EdgeInboxPrefix, natsconf.HandlersUser: natsconf.HandlersInboxPrefix} {
 		pass := map[string]string{natsconf.EdgeUser: permEdgePass, natsconf.HandlersUser: permHandlersPass}[user]
-		nc, err := natsconf.ConnectEmbedded(ns, "prefix-test", nats.UserInfo(user, pass))
+		nc, err := embedded.Connect(ns, "prefix-test", nats.UserInfo(user, pass))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if nc.Opts.InboxPrefix != want {
-			t.Errorf("ConnectEmbedded as %s: inbox prefix %q, want %q", user, nc.Opts.InboxPrefix, want)
+			t.Errorf("Connect as %s: inbox prefix %q, want %q", user, nc.Opts.InboxPrefix, want)
 		}
 		nc.Close()
 	}
@@ -1051,7 +1052,7 @@ func TestClusterConfigFiles(t *testing.T) {
 	for _, unset := range []string{"NATTER_ROUTE_PASSWORD", "NATTER_ROUTES"} {
 		permRouteEnv(t, "routepw", 6222, 6223, 6224)
 		os.Unsetenv(unset)
-		if _, err := server.ProcessConfigFile("cluster/n1.conf"); err == nil {
+		if _, err := server.ProcessConfigFile("../cluster/n1.conf"); err == nil {
 			t.Errorf("cluster/n1.conf without %s: no error", unset)
 		}
 	}
@@ -1064,7 +1065,7 @@ func TestClusterConfigFiles(t *testing.T) {
 		seen[what+"="+v] = file
 	}
 	for i := 1; i <= 3; i++ {
-		file := "cluster/n" + strconv.Itoa(i) + ".conf"
+		file := "../cluster/n" + strconv.Itoa(i) + ".conf"
 		opts, err := server.ProcessConfigFile(file)
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
@@ -1174,7 +1175,7 @@ func TestClusterConfigRoutes(t *testing.T) {
 	permRouteEnv(t, "routepw", ports[:3]...)
 	var nodes []*server.Server
 	for i := range 3 {
-		nodes = append(nodes, permClusterNode(t, "cluster/n"+strconv.Itoa(i+1)+".conf", ports[i]))
+		nodes = append(nodes, permClusterNode(t, "../cluster/n"+strconv.Itoa(i+1)+".conf", ports[i]))
 	}
 	if !permWait(20*time.Second, func() bool {
 		for _, n := range nodes {
@@ -1190,9 +1191,9 @@ func TestClusterConfigRoutes(t *testing.T) {
 	// Intruders: a wrong password, and none, in their route URLs and
 	// their own authorization.
 	permRouteEnv(t, "wrong", ports[:3]...)
-	wrong := permClusterNode(t, "cluster/n3.conf", ports[3])
+	wrong := permClusterNode(t, "../cluster/n3.conf", ports[3])
 	t.Setenv("NATTER_ROUTES", "[nats-route://127.0.0.1:"+strconv.Itoa(ports[0])+"]")
-	none := permClusterNode(t, "cluster/n2.conf", ports[4])
+	none := permClusterNode(t, "../cluster/n2.conf", ports[4])
 
 	ctx := permCtx(t)
 	handlers := permConnect(t, nodes[2].ClientURL(), natsconf.HandlersUser, permHandlersPass)

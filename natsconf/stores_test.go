@@ -2,9 +2,7 @@ package natsconf_test
 
 import (
 	"context"
-	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,18 +11,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"natter/natsconf"
+	"natter/natsconf/embedded"
 )
 
 // startServer starts an embedded server with JetStream in t.TempDir() and
 // shuts it down in t.Cleanup.
-func startServer(tb testing.TB, cfg natsconf.EmbeddedConfig) *server.Server {
+func startServer(tb testing.TB, cfg embedded.Config) *server.Server {
 	tb.Helper()
 	if cfg.StoreDir == "" {
 		cfg.StoreDir = tb.TempDir()
 	}
-	srv, err := natsconf.StartEmbedded(cfg)
+	srv, err := embedded.Start(cfg)
 	if err != nil {
-		tb.Fatalf("StartEmbedded: %v", err)
+		tb.Fatalf("embedded.Start: %v", err)
 	}
 	tb.Cleanup(func() {
 		srv.Shutdown()
@@ -36,9 +35,9 @@ func startServer(tb testing.TB, cfg natsconf.EmbeddedConfig) *server.Server {
 // connectInProcess connects to srv in-process and closes it in t.Cleanup.
 func connectInProcess(tb testing.TB, srv *server.Server) *nats.Conn {
 	tb.Helper()
-	nc, err := natsconf.ConnectEmbedded(srv, tb.Name())
+	nc, err := embedded.Connect(srv, tb.Name())
 	if err != nil {
-		tb.Fatalf("ConnectEmbedded: %v", err)
+		tb.Fatalf("embedded.Connect: %v", err)
 	}
 	tb.Cleanup(nc.Close)
 	return nc
@@ -51,17 +50,8 @@ func testContext(tb testing.TB) context.Context {
 	return ctx
 }
 
-func TestStartEmbeddedNeedsStoreDir(t *testing.T) {
-	srv, err := natsconf.StartEmbedded(natsconf.EmbeddedConfig{DontListen: true})
-	if err == nil {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		t.Fatal("StartEmbedded without StoreDir: no error")
-	}
-}
-
 func TestEmbeddedEnsureStores(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
+	srv := startServer(t, embedded.Config{DontListen: true})
 	if srv.Addr() != nil {
 		t.Fatalf("DontListen server listens on %v", srv.Addr())
 	}
@@ -167,7 +157,7 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 }
 
 func TestEnsureStoresCustomLimits(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
+	srv := startServer(t, embedded.Config{DontListen: true})
 	js, err := jetstream.New(connectInProcess(t, srv))
 	if err != nil {
 		t.Fatal(err)
@@ -192,160 +182,5 @@ func TestEnsureStoresCustomLimits(t *testing.T) {
 	}
 	if c.Subjects[0] != "app.v1.store.room.*" {
 		t.Errorf("rooms subjects = %q", c.Subjects)
-	}
-}
-
-func TestEmbeddedTCP(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{Port: 0})
-	if srv.Addr() == nil {
-		t.Fatal("server does not listen")
-	}
-	url := srv.ClientURL()
-	nc, err := natsconf.Connect(url, "tcp-test")
-	if err != nil {
-		t.Fatalf("Connect(%s): %v", url, err)
-	}
-	t.Cleanup(nc.Close)
-	if got := nc.ConnectedUrl(); got != url {
-		t.Errorf("connected to %q, want %q", got, url)
-	}
-	sub, err := nc.SubscribeSync("ping")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A second, in-process connection reaches the TCP one.
-	other := connectInProcess(t, srv)
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Publish("ping", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := sub.NextMsg(10 * time.Second); err != nil || string(m.Data) != "x" {
-		t.Fatalf("NextMsg = %v, %v", m, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := natsconf.EnsureStores(testContext(t), js, natsconf.MustSubjects("im"), natsconf.StoreConfig{}); err != nil {
-		t.Fatalf("EnsureStores over TCP: %v", err)
-	}
-}
-
-func TestServiceOptions(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
-	nc, err := natsconf.ConnectEmbedded(srv, "svc-name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if nc.Opts.Name != "svc-name" || nc.Opts.MaxReconnect != -1 || nc.Opts.ReconnectBufSize != 64<<20 {
-		t.Errorf("options: name %q, max reconnect %d, buf %d", nc.Opts.Name, nc.Opts.MaxReconnect, nc.Opts.ReconnectBufSize)
-	}
-}
-
-func TestDrain(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
-	nc := connectInProcess(t, srv)
-	other := connectInProcess(t, srv)
-
-	// A subscription holding messages finishes them before the drain ends.
-	const n = 100
-	release := make(chan struct{})
-	handled := make(chan struct{}, n)
-	if _, err := nc.Subscribe("work", func(*nats.Msg) {
-		<-release
-		handled <- struct{}{}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for range n {
-		if err := other.Publish("work", nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := other.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	// other's Flush means the server has routed all n to nc; nc's Flush
-	// means nc has read them (its PONG comes after them).
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	done := make(chan error, 1)
-	go func() { done <- natsconf.Drain(testContext(t), nc) }()
-	close(release)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Drain: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Drain did not return")
-	}
-	if !nc.IsClosed() {
-		t.Fatal("connection not closed after Drain")
-	}
-	if got := len(handled); got != n {
-		t.Fatalf("%d of %d messages handled before Drain returned", got, n)
-	}
-	// Draining a closed or nil connection is a no-op.
-	if err := natsconf.Drain(context.Background(), nc); err != nil {
-		t.Fatalf("Drain of a closed connection: %v", err)
-	}
-	if err := natsconf.Drain(context.Background(), nil); err != nil {
-		t.Fatalf("Drain(nil): %v", err)
-	}
-}
-
-func TestDrainContextEnds(t *testing.T) {
-	srv := startServer(t, natsconf.EmbeddedConfig{DontListen: true})
-	nc := connectInProcess(t, srv)
-	other := connectInProcess(t, srv)
-
-	// A handler that blocks keeps the drain from finishing.
-	block := make(chan struct{})
-	t.Cleanup(func() { close(block) })
-	started := make(chan struct{}, 1)
-	if _, err := nc.Subscribe("stuck", func(*nats.Msg) {
-		select {
-		case started <- struct{}{}:
-		default:
-		}
-		<-block
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Publish("stuck", nil); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("handler never ran")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	err := natsconf.Drain(ctx, nc)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Drain = %v, want context.DeadlineExceeded", err)
-	}
-	if !nc.IsClosed() {
-		t.Fatal("connection not closed after Drain gave up")
-	}
-}
-
-func TestRedactURLs(t *testing.T) {
-	got := natsconf.RedactURLs("nats://edge:s3cret@n1:4222,nats://n2:4222, nats://u:p@n3:4222")
-	if strings.Contains(got, "s3cret") || strings.Contains(got, ":p@") || !strings.Contains(got, "nats://n2:4222") {
-		t.Errorf("RedactURLs = %q", got)
 	}
 }
