@@ -73,6 +73,7 @@ func newClient(g *Gateway, ws *gws.Conn, raw *batchConn, id string, ident auth.I
 		write:    c.writeBatch,
 		overflow: func() { c.bye(protocol.ByeSlow, "client did not read fast enough") },
 		wg:       &g.wg,
+		writers:  g.writers,
 		later:    g.lazy.add,
 	}
 	c.relayer = relayer{c: c}

@@ -44,6 +44,7 @@ type Gateway struct {
 	perIP    connCounter
 
 	lazy     lazyFlusher
+	writers  *writerPool
 	bufs     bufPool      // write buffers of the connections
 	natsDown atomic.Int64 // unix nanoseconds the NATS connection was lost
 
@@ -75,6 +76,7 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 	}
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.natsDown.Store(time.Now().UnixNano()) })
 	h.g = g
+	g.writers = newWriterPool(&g.wg, g.done)
 	recheck, lost := make(chan struct{}, 1), make(chan struct{}, 1)
 	nc.SetReconnectHandler(func(*nats.Conn) {
 		g.resync()

@@ -3,6 +3,7 @@ package gateway
 import (
 	"runtime"
 	"sync"
+	"time"
 )
 
 // outbox is a connection's bounded queue of outgoing frames. Frames are
@@ -16,6 +17,7 @@ type outbox struct {
 	write    func(frames [][]byte) error // writes one batch
 	overflow func()                      // called once, when the bound is passed
 	wg       *sync.WaitGroup             // owner of the writer goroutines
+	writers  *writerPool                 // reuses idle writer goroutines (nil: none)
 	// later is called (without o.mu held) when a lazy frame waits with no
 	// writer running: its owner calls flush within its lazy delay.
 	later func(*outbox)
@@ -89,6 +91,10 @@ func (o *outbox) startWriterAndUnlock() {
 	}
 	o.mu.Unlock()
 	if start {
+		if o.writers != nil {
+			o.writers.start(o)
+			return
+		}
 		o.wg.Add(1)
 		go o.run()
 	}
@@ -111,6 +117,11 @@ func (o *outbox) resume() {
 // run writes batches until the queue is empty or a write fails.
 func (o *outbox) run() {
 	defer o.wg.Done()
+	o.drain()
+}
+
+// drain writes batches until the queue is empty or a write fails.
+func (o *outbox) drain() {
 	// Let the goroutines that queue frames (the dispatcher, NATS's reader)
 	// run first: when a burst of room messages arrives, each member's
 	// writer then finds several of them queued and writes them at once,
@@ -184,4 +195,47 @@ func (o *outbox) seal() <-chan struct{} {
 	}
 	o.idle = idle
 	return idle
+}
+
+// writerPool keeps writer goroutines that finished an outbox for a while,
+// and hands them the next outbox that needs one: a new goroutine starts
+// with a small stack and grows it on its first write (a copy of the stack
+// every time), which cost a quarter of the CPU of a big room's fan-out.
+// There are never more writers than outboxes writing at once.
+type writerPool struct {
+	handoff chan *outbox // unbuffered: a send succeeds only to an idle writer
+	idle    time.Duration
+	wg      *sync.WaitGroup
+	done    <-chan struct{}
+}
+
+func newWriterPool(wg *sync.WaitGroup, done <-chan struct{}) *writerPool {
+	return &writerPool{handoff: make(chan *outbox), idle: time.Second, wg: wg, done: done}
+}
+
+// start has o written by an idle writer, or a new one.
+func (p *writerPool) start(o *outbox) {
+	select {
+	case p.handoff <- o:
+	default:
+		p.wg.Add(1)
+		go p.work(o)
+	}
+}
+
+func (p *writerPool) work(o *outbox) {
+	defer p.wg.Done()
+	t := time.NewTimer(p.idle)
+	defer t.Stop()
+	for {
+		o.drain()
+		t.Reset(p.idle)
+		select {
+		case o = <-p.handoff:
+		case <-t.C:
+			return
+		case <-p.done:
+			return
+		}
+	}
 }
