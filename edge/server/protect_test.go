@@ -42,6 +42,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"natter/edge/auth"
 	"natter/edge/gateway"
@@ -1371,5 +1372,51 @@ func TestProtectUnfinishedHugeFrames(t *testing.T) {
 	heapAfter, _ := ptHeap()
 	if growth := int64(heapAfter) - int64(heapBefore); growth > 8<<20 {
 		t.Errorf("heap grew by %d MiB for %d unfinished frames", growth>>20, conns)
+	}
+}
+
+// TestProtectDMNotConfirmedToClosingConnection: a live dm offered to a
+// connection that is being closed (its bye sent, its socket lingering) is
+// not confirmed: the dm is kept (status stored) and reaches the user's next
+// connection, instead of being counted delivered and never written.
+func TestProtectDMNotConfirmedToClosingConnection(t *testing.T) {
+	ns := wstest.StartNATS(t)
+	wstest.StartHandlers(t, ns.ClientURL(), "all")
+	srv := ptEdge(t, server.Config{NATSURL: ns.ClientURL(), Gateway: gateway.Config{Rate: -1}})
+	addr := srv.Addr().String()
+
+	// bob's client never reads again and never answers the close, so his
+	// connection lingers on the edge after its bye.
+	bob, status := ptRawUpgrade(t, addr, "/ws?user=bob", nil, "")
+	if bob == nil {
+		t.Fatalf("upgrade: HTTP %d", status)
+	}
+	welcome := bob.ptReadJSON(t, "welcome")
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subject, err := natsconf.MustSubjects(natsconf.DefaultPrefix).Conn(srv.Gateway().EdgeID(), welcome["conn"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kick := nats.NewMsg(subject)
+	kick.Header.Set(natsconf.HeaderOp, natsconf.OpKick)
+	if err := nc.PublishMsg(kick); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	alice, _ := ptDial(t, srv, "/ws?user=alice", nil)
+	ack := alice.Request(t, map[string]any{"type": "dm", "to": "bob", "body": "are you there?"})
+	if ack.Type() != "ack" || ack.Str("status") != "stored" {
+		t.Fatalf("dm to a connection being closed: %s, want ack stored", ack)
+	}
+	bob2, _ := ptDial(t, srv, "/ws?user=bob", nil)
+	if f := bob2.Expect(t, "dm"); f.JSON("body") != `"are you there?"` {
+		t.Fatalf("bob's next connection: %s, want the stored dm", f)
 	}
 }
