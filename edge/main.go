@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"natter/edge/auth"
+	"natter/edge/devmode"
 	"natter/edge/gateway"
 	"natter/edge/server"
 	"natter/natsconf"
@@ -83,6 +84,7 @@ func run(args []string) error {
 	defer stopOps()
 
 	natsconf.KeepURLOrder(c.natsNoRandomize)
+	cfg.Local = devmode.Start // development mode: embedded NATS and every handler here
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return err

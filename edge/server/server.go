@@ -1,8 +1,9 @@
 // Package server assembles a whole edge process: the HTTP server (with TLS
 // when given a certificate), the WebSocket gateway, /healthz and /readyz,
-// metrics, and in development mode an embedded NATS server with every
-// handler in-process.
-// The edge's main only turns flags into a Config.
+// and metrics, on a NATS connection to a cluster, or in development mode
+// to the back end Config.Local starts (edge/devmode: an embedded NATS
+// server with every handler in-process; this package links no handler).
+// The edge's main turns flags into a Config.
 package server
 
 import (
@@ -14,23 +15,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"natter/edge/gateway"
 	"natter/edge/protocol"
 	"natter/edge/web"
-	"natter/handlers/registry"
-	"natter/handlers/runtime"
 	"natter/natsconf"
-	"natter/natsconf/embedded"
 	"natter/natsconf/ops"
 	"natter/natsconf/ops/metrics"
 )
@@ -44,8 +40,12 @@ type Config struct {
 	// "./natter-data").
 	DataDir string
 	// NATSURL lists the NATS servers to connect to. Empty means development
-	// mode: start an embedded server and run every handler in-process.
+	// mode: Local starts an embedded server and every handler in-process.
 	NATSURL string
+	// Local starts a development edge's own NATS server and handlers when
+	// NATSURL is empty (devmode.Start; the edge's main and the tests give
+	// it, so this package links no handler). Required then.
+	Local func(Config) (Local, error)
 	// NATSListen makes the embedded server also listen on this TCP address
 	// (for example "127.0.0.1:4222"), so separate handler processes can
 	// connect; empty means in-process connections only.
@@ -85,10 +85,8 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	nats     *natsserver.Server // embedded server, nil in production mode
-	nc       *nats.Conn         // the gateway's connection
-	hnc      *nats.Conn         // the in-process handlers' connection
-	handlers *registry.Set
+	local    Local      // development mode's server and handlers, nil in production mode
+	nc       *nats.Conn // the gateway's connection
 	gw       *gateway.Gateway
 	http     *http.Server
 	ln       net.Listener
@@ -140,9 +138,6 @@ func Start(cfg Config) (*Server, error) {
 		if s.gw != nil {
 			_ = s.gw.Shutdown(context.Background())
 		}
-		if s.handlers != nil {
-			s.handlers.Stop()
-		}
 		s.stopNATS()
 		return nil, err
 	}
@@ -153,7 +148,7 @@ func (s *Server) start() error {
 	cfg := s.cfg
 	var err error
 	if cfg.NATSURL == "" {
-		if err := s.startEmbedded(); err != nil {
+		if err := s.startLocal(); err != nil {
 			return err
 		}
 	} else {
@@ -169,11 +164,6 @@ func (s *Server) start() error {
 	if cfg.Metrics != nil {
 		if err := metrics.RegisterNATS(cfg.Metrics, "edge", s.nc, s.gw.DroppedMessages); err != nil {
 			return err
-		}
-		if s.hnc != nil {
-			if err := metrics.RegisterNATS(cfg.Metrics, "handlers", s.hnc, s.handlers.Dropped); err != nil {
-				return err
-			}
 		}
 	}
 	var tlsConfig *tls.Config
@@ -210,61 +200,16 @@ func (s *Server) start() error {
 	return nil
 }
 
-func (s *Server) startEmbedded() error {
-	cfg := s.cfg
-	emb := embedded.Config{
-		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
-		DontListen: cfg.NATSListen == "",
-		SyncAlways: cfg.SyncAlways,
-	}
-	if cfg.NATSListen != "" {
-		host, port, err := net.SplitHostPort(cfg.NATSListen)
-		if err != nil {
-			return fmt.Errorf("server: -nats-listen: %w", err)
-		}
-		emb.Host = host
-		if _, err := fmt.Sscan(port, &emb.Port); err != nil {
-			return fmt.Errorf("server: -nats-listen port: %w", err)
-		}
-	}
-	var edgeAuth, handlersAuth []nats.Option
-	if cfg.NATSAuth {
-		edgePass, handlersPass := cfg.NATSEdgePassword, cfg.NATSHandlersPassword
-		if edgePass == "" {
-			edgePass = nuid.Next()
-		}
-		if handlersPass == "" {
-			handlersPass = nuid.Next()
-		}
-		emb.Users = embedded.Users(cfg.Gateway.Subjects, edgePass, handlersPass)
-		edgeAuth = []nats.Option{nats.UserInfo(natsconf.EdgeUser, edgePass)}
-		handlersAuth = []nats.Option{nats.UserInfo(natsconf.HandlersUser, handlersPass)}
+func (s *Server) startLocal() error {
+	if s.cfg.Local == nil {
+		return errors.New("server: no NATSURL and no Local to start a development back end")
 	}
 	var err error
-	s.nats, err = embedded.Start(emb)
-	if err != nil {
+	if s.local, err = s.cfg.Local(s.cfg); err != nil {
 		return err
 	}
-	if s.hnc, err = embedded.Connect(s.nats, "natter-handlers", handlersAuth...); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rcfg := runtime.Config{Subjects: cfg.Gateway.Subjects, Logger: s.log}
-	if cfg.Metrics != nil {
-		rcfg.Metrics = metrics.NewHandlers(cfg.Metrics)
-	}
-	s.handlers, err = registry.Start(ctx, s.hnc, rcfg, cfg.Stores, registry.All)
-	if err != nil {
-		return err
-	}
-	// This process is the only edge of its embedded server: room
-	// memberships left from before a crash are stale.
-	if err := registry.ForgetMembers(ctx, s.hnc, cfg.Gateway.Subjects); err != nil {
-		return err
-	}
-	s.nc, err = embedded.Connect(s.nats, "natter-edge", edgeAuth...)
-	return err
+	s.nc = s.local.Conn()
+	return nil
 }
 
 func (s *Server) routes() http.Handler {
@@ -302,8 +247,8 @@ func (s *Server) Ready(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, ops.ReadyTimeout)
 		defer cancel()
 	}
-	if s.hnc != nil {
-		return registry.Ready(ctx, s.hnc, s.cfg.Gateway.Subjects)
+	if s.local != nil {
+		return s.local.Ready(ctx)
 	}
 	subject, err := s.cfg.Gateway.Subjects.Command(protocol.TypeHistory)
 	if err != nil {
@@ -357,7 +302,12 @@ func (s *Server) logReload(err error) {
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // NATS returns the embedded NATS server, or nil in production mode.
-func (s *Server) NATS() *natsserver.Server { return s.nats }
+func (s *Server) NATS() *natsserver.Server {
+	if s.local == nil {
+		return nil
+	}
+	return s.local.Server()
+}
 
 // Gateway returns the WebSocket gateway.
 func (s *Server) Gateway() *gateway.Gateway { return s.gw }
@@ -384,22 +334,31 @@ func (s *Server) shutdown(ctx context.Context) error {
 	if e := natsconf.Drain(ctx, s.nc); err == nil {
 		err = e
 	}
-	if s.handlers != nil {
-		s.handlers.Stop()
-	}
 	s.stopNATS()
 	return err
 }
 
+// stopNATS closes the edge's connection and, in development mode, stops
+// the handlers and the embedded server.
 func (s *Server) stopNATS() {
-	if s.hnc != nil {
-		_ = natsconf.Drain(context.Background(), s.hnc)
-	}
 	if s.nc != nil && !s.nc.IsClosed() {
 		s.nc.Close()
 	}
-	if s.nats != nil {
-		s.nats.Shutdown()
-		s.nats.WaitForShutdown()
+	if s.local != nil {
+		s.local.Stop()
 	}
+}
+
+// Local is a development edge's own back end (see Config.Local): an
+// embedded NATS server and the handlers in this process.
+type Local interface {
+	// Conn is the edge's connection to the embedded server.
+	Conn() *nats.Conn
+	// Server is the embedded server.
+	Server() *natsserver.Server
+	// Ready reports whether natter's streams answer.
+	Ready(ctx context.Context) error
+	// Stop stops the handlers and the server, once the edge has drained
+	// its connection.
+	Stop()
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"natter/edge/devmode"
 	"natter/edge/server"
 	"natter/edge/wstest"
 )
@@ -95,7 +96,7 @@ func TestHealthz(t *testing.T) {
 // TestShutdownTwice). Cleanup only checks that it was.
 func startOwnEdge(t *testing.T) *server.Server {
 	t.Helper()
-	cfg := server.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: wstest.QuietLogger()}
+	cfg := server.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Logger: wstest.QuietLogger(), Local: devmode.Start}
 	srv, err := server.Start(cfg)
 	if err != nil {
 		t.Fatal(err)

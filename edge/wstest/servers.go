@@ -9,6 +9,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"natter/edge/devmode"
 	"natter/edge/server"
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
@@ -60,6 +61,9 @@ func StartEdge(t testing.TB, cfg server.Config) *server.Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = QuietLogger()
+	}
+	if cfg.Local == nil {
+		cfg.Local = devmode.Start
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {
