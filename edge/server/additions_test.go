@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"natter/edge/gateway"
 	"natter/edge/wstest"
 )
 
@@ -39,7 +40,7 @@ func isTyping(room, user string) func(wstest.Frame) bool {
 // sending one; at most one per user and room goes out every 2 s, the others
 // are acknowledged and dropped; only members may send one.
 func TestTyping(t *testing.T) {
-	srv := devEdge(t)
+	srv := devEdge(t) // one handler process: its throttle is per process
 	alice := connect(t, srv, "alice")
 	alice2 := connect(t, srv, "alice")
 	bob := connect(t, srv, "bob")
@@ -79,11 +80,25 @@ func TestTyping(t *testing.T) {
 	}
 }
 
+// TestTypingTwoHandlerCopies: with two copies of every handler, a typing
+// indicator reaches the room's other connections, not the sender's.
+func TestTypingTwoHandlerCopies(t *testing.T) {
+	srv, _ := pipelineEdge(t, gateway.Config{})
+	alice := connect(t, srv, "alice")
+	bob := connect(t, srv, "bob")
+	for _, p := range []*peer{alice, bob} {
+		p.join(t, "lobby")
+	}
+	alice.request(t, "ack", map[string]any{"type": "typing", "room": "lobby"})
+	bob.WaitFor(t, isTyping("lobby", "alice"))
+	alice.quietFor(t, "typing", 300*time.Millisecond)
+}
+
 // TestSendNoEcho: a send with "echo":false reaches every member connection
 // but the sending one, including its user's other connections; it is
 // stored like any other.
 func TestSendNoEcho(t *testing.T) {
-	srv := devEdge(t)
+	srv, _ := pipelineEdge(t, gateway.Config{}) // two copies of every handler
 	alice := connect(t, srv, "alice")
 	alice2 := connect(t, srv, "alice")
 	bob := connect(t, srv, "bob")
@@ -156,7 +171,7 @@ func TestSendNoEcho(t *testing.T) {
 // TestReadReceipts: read positions move forward only, reach the user's
 // other connections, and unread counts follow them.
 func TestReadReceipts(t *testing.T) {
-	srv := devEdge(t)
+	srv, _ := pipelineEdge(t, gateway.Config{}) // two copies of every handler
 	alice := connect(t, srv, "alice")
 	alice2 := connect(t, srv, "alice")
 	bob := connect(t, srv, "bob")
