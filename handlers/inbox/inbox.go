@@ -169,15 +169,14 @@ func (h *handler) dms(ctx context.Context, reqs []*runtime.Request) []runtime.Ou
 	}
 	var offers []offer
 	for _, st := range batch {
-		select {
-		case st.ack = <-st.fut.Ok():
-			if !st.ack.Duplicate {
-				offers = append(offers, offer{user: reqs[st.i].Command.To, frame: protocol.WithSeq(st.frame, st.ack.Sequence)})
-			}
-		case err := <-st.fut.Err():
-			out[st.i].Err = runtime.StoreError(err)
-		case <-ctx.Done():
-			out[st.i].Err = runtime.StoreError(ctx.Err())
+		ack, err := runtime.AwaitAck(ctx, st.fut)
+		if err != nil {
+			out[st.i].Err = err
+			continue
+		}
+		st.ack = ack
+		if !ack.Duplicate {
+			offers = append(offers, offer{user: reqs[st.i].Command.To, frame: protocol.WithSeq(st.frame, ack.Sequence)})
 		}
 	}
 	h.replies.offer(ctx, offers)

@@ -322,14 +322,12 @@ func (h *handler) sends(ctx context.Context, reqs []*runtime.Request) []runtime.
 		if fut == nil {
 			continue
 		}
-		select {
-		case ack := <-fut.Ok():
-			out[i].Frame = protocol.Reply{Type: protocol.FrameAck, ID: reqs[i].Command.ID, Seq: protocol.Uint64(ack.Sequence)}
-		case err := <-fut.Err():
-			out[i].Err = runtime.StoreError(err)
-		case <-ctx.Done():
-			out[i].Err = runtime.StoreError(ctx.Err())
+		ack, err := runtime.AwaitAck(ctx, fut)
+		if err != nil {
+			out[i].Err = err
+			continue
 		}
+		out[i].Frame = protocol.Reply{Type: protocol.FrameAck, ID: reqs[i].Command.ID, Seq: protocol.Uint64(ack.Sequence)}
 	}
 	return out
 }

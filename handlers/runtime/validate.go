@@ -191,3 +191,16 @@ func byteSize(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// AwaitAck waits for an asynchronous JetStream publish to be acknowledged;
+// a failure is returned as StoreError makes it.
+func AwaitAck(ctx context.Context, fut jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	select {
+	case ack := <-fut.Ok():
+		return ack, nil
+	case err := <-fut.Err():
+		return nil, StoreError(err)
+	case <-ctx.Done():
+		return nil, StoreError(ctx.Err())
+	}
+}
