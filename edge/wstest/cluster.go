@@ -111,7 +111,11 @@ func StartCluster(t testing.TB) *Cluster {
 		}
 		go ns.Start()
 		c.nodes[i] = ns
-		if !ns.ReadyForConnections(10 * time.Second) {
+	}
+	// All nodes started before any is waited for: a clustered JetStream
+	// node may wait for its peers, and a loaded machine is slow.
+	for i, ns := range c.nodes {
+		if !ns.ReadyForConnections(30 * time.Second) {
 			t.Fatalf("wstest: cluster node %d is not ready", i+1)
 		}
 		host, port := ns.Addr().(*net.TCPAddr).IP.String(), ns.Addr().(*net.TCPAddr).Port
