@@ -201,24 +201,90 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	// The inbox first: an inbox stream of an older natter still holds the
 	// pending subjects, which the pending stream cannot take before.
 	for _, sc := range []jetstream.StreamConfig{rooms, inbox, pending} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		err := retryStoreCall(ctx, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("natsconf: stream %s: %w", sc.Name, err)
 		}
 	}
-	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      names.Members,
-		Description: "natter room membership: <room>.<user> -> connections",
-		History:     1,
-		Replicas:    cfg.Replicas,
+	err := retryStoreCall(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      names.Members,
+			Description: "natter room membership: <room>.<user> -> connections",
+			History:     1,
+			Replicas:    cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("natsconf: bucket %s: %w", names.Members, err)
 	}
-	if _, err := MigratePending(ctx, js, s); err != nil {
+	// A new replicated stream answers direct gets only once its replicas
+	// are up: until then the first read may find no responders.
+	return retryStoreCall(ctx, func(ctx context.Context) error {
+		_, err := MigratePending(ctx, js, s)
 		return err
-	}
-	return nil
+	})
 }
+
+// storeCallTimeout bounds one attempt of a JetStream API call of
+// EnsureStores; storeRetryMax is the longest pause between attempts.
+const (
+	storeCallTimeout = 5 * time.Second
+	storeRetryMax    = 2 * time.Second
+)
+
+// retryStoreCall runs call until it succeeds, fails for good or ctx ends,
+// each attempt bounded by storeCallTimeout. A clustered JetStream drops a
+// stream request it gets while its meta leader changes (no answer at
+// all), and answers "temporarily unavailable" or "no suitable peers"
+// while a cluster forms or recovers: those are tried again, after a pause
+// that grows to storeRetryMax. Creating or updating a store is
+// idempotent, so an attempt that took effect but lost its answer is safe
+// to repeat. When ctx ends, the last attempt's error is returned.
+func retryStoreCall(ctx context.Context, call func(context.Context) error) error {
+	pause := 100 * time.Millisecond
+	for {
+		attempt, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		err := call(attempt)
+		cancel()
+		if err == nil || ctx.Err() != nil || !storeCallRetryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, storeRetryMax)
+	}
+}
+
+// storeCallRetryable tells the failures of a JetStream API call that a
+// forming or recovering cluster gives, and that pass by themselves.
+func storeCallRetryable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case jsErrCodeClusterNoPeers, jsErrCodeClusterNotAvailable, jetstream.JSErrCodeJetStreamNotEnabled:
+		return true
+	}
+	return false
+}
+
+// JetStream error codes the jetstream package has no names for.
+const (
+	jsErrCodeClusterNoPeers      jetstream.ErrorCode = 10005 // no suitable peers for placement (yet)
+	jsErrCodeClusterNotAvailable jetstream.ErrorCode = 10008 // JetStream system temporarily unavailable
+)
 
 // migratePage is how many old pending entries MigratePending reads at once.
 const migratePage = 256

@@ -50,7 +50,15 @@ type Cluster struct {
 	routes  [ClusterSize][ClusterSize]*proxy // [from][to], from != to
 }
 
-// StartCluster starts the three nodes and waits (up to 30s) until each
+// ClusterSetupTimeout bounds each wait of the cluster harness for the
+// cluster to get somewhere: nodes ready, the cluster formed, stores
+// created, a stream leader current. It is generous: three clustered
+// JetStream nodes under the race detector on a 2-core machine that also
+// runs other packages' tests take their time.
+const ClusterSetupTimeout = 90 * time.Second
+
+// StartCluster starts the three nodes and waits (up to ClusterSetupTimeout
+// each) until each
 // has routes to the two others and JetStream has a meta leader that knows
 // all three, so that streams with 3 replicas can be created.
 func StartCluster(t testing.TB) *Cluster {
@@ -115,14 +123,14 @@ func StartCluster(t testing.TB) *Cluster {
 	// All nodes started before any is waited for: a clustered JetStream
 	// node may wait for its peers, and a loaded machine is slow.
 	for i, ns := range c.nodes {
-		if !ns.ReadyForConnections(30 * time.Second) {
+		if !ns.ReadyForConnections(ClusterSetupTimeout) {
 			t.Fatalf("wstest: cluster node %d is not ready", i+1)
 		}
 		host, port := ns.Addr().(*net.TCPAddr).IP.String(), ns.Addr().(*net.TCPAddr).Port
 		c.clients[i] = startProxy(t, net.JoinHostPort(host, strconv.Itoa(port)))
 		c.urls[i] = "nats://" + c.clients[i].addr()
 	}
-	if !waitFor(30*time.Second, func() bool {
+	if !waitFor(ClusterSetupTimeout, func() bool {
 		leaders, routeConns := 0, 0
 		for _, ns := range c.nodes {
 			if peerCount(ns) != ClusterSize-1 || !ns.JetStreamIsClustered() {
@@ -302,7 +310,9 @@ func (c *Cluster) connect(t testing.TB) *nats.Conn {
 }
 
 // EnsureStores creates natter's streams and bucket (prefix "im") with cfg,
-// as every handlers process does when it starts (natsconf.EnsureStores).
+// as every handlers process does when it starts (natsconf.EnsureStores,
+// which tries again while the cluster settles), waiting up to
+// ClusterSetupTimeout.
 func (c *Cluster) EnsureStores(t testing.TB, cfg natsconf.StoreConfig) {
 	t.Helper()
 	nc := c.connect(t)
@@ -311,14 +321,14 @@ func (c *Cluster) EnsureStores(t testing.TB, cfg natsconf.StoreConfig) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ClusterSetupTimeout)
 	defer cancel()
 	if err := natsconf.EnsureStores(ctx, js, natsconf.MustSubjects(natsconf.DefaultPrefix), cfg); err != nil {
 		t.Fatalf("wstest: create the stores: %v", err)
 	}
 }
 
-// StreamLeader waits (up to 20s) until stream has a leader on a live node
+// StreamLeader waits (up to ClusterSetupTimeout) until stream has a leader on a live node
 // and every replica it reports is current, and returns the leader's node
 // number: found with the JetStream API (the stream info's
 // cluster.leader), as an operator would.
@@ -331,7 +341,7 @@ func (c *Cluster) StreamLeader(t testing.TB, stream string) int {
 		t.Fatal(err)
 	}
 	leader, last := -1, ""
-	if !waitFor(20*time.Second, func() bool {
+	if !waitFor(ClusterSetupTimeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, stream)
@@ -420,7 +430,7 @@ func (c *Cluster) StartEdge(t testing.TB, first int, cfg server.Config) *server.
 	prev := natsconf.KeepURLOrder(true)
 	srv := StartEdge(t, cfg)
 	natsconf.KeepURLOrder(prev)
-	if !waitFor(5*time.Second, func() bool { return c.edgeConns(first) == before+1 }) {
+	if !waitFor(ClusterSetupTimeout, func() bool { return c.edgeConns(first) == before+1 }) {
 		t.Fatalf("wstest: the edge did not connect to node %d first", first+1)
 	}
 	return srv
@@ -441,7 +451,7 @@ func (c *Cluster) StartHandlers(t testing.TB, first int, stores natsconf.StoreCo
 		nc.Close()
 		t.Fatalf("wstest: handlers connected to %s, not to node %d (%s)", got, first+1, c.urls[first])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ClusterSetupTimeout)
 	defer cancel()
 	set, err := registry.Start(ctx, nc, runtime.Config{Logger: QuietLogger()}, stores, names...)
 	if err != nil {
