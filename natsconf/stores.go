@@ -201,7 +201,7 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	// The inbox first: an inbox stream of an older natter still holds the
 	// pending subjects, which the pending stream cannot take before.
 	for _, sc := range []jetstream.StreamConfig{rooms, inbox, pending} {
-		err := retryStoreCall(ctx, func(ctx context.Context) error {
+		err := RetryUnavailable(ctx, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		})
@@ -209,7 +209,7 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 			return fmt.Errorf("natsconf: stream %s: %w", sc.Name, err)
 		}
 	}
-	err := retryStoreCall(ctx, func(ctx context.Context) error {
+	err := RetryUnavailable(ctx, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      names.Members,
 			Description: "natter room membership: <room>.<user> -> connections",
@@ -221,12 +221,34 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	if err != nil {
 		return fmt.Errorf("natsconf: bucket %s: %w", names.Members, err)
 	}
-	// A new replicated stream answers direct gets only once its replicas
-	// are up: until then the first read may find no responders.
-	return retryStoreCall(ctx, func(ctx context.Context) error {
+	// A new replicated stream answers (info, direct gets) only once it
+	// has a leader and its replicas are up: wait for that here, so that
+	// the lookups of the handlers starting next are answered.
+	for _, name := range []string{rooms.Name, inbox.Name, pending.Name, "KV_" + names.Members} {
+		if err := RetryUnavailable(ctx, func(ctx context.Context) error { return streamLed(ctx, js, name) }); err != nil {
+			return fmt.Errorf("natsconf: stream %s: %w", name, err)
+		}
+	}
+	return RetryUnavailable(ctx, func(ctx context.Context) error {
 		_, err := MigratePending(ctx, js, s)
 		return err
 	})
+}
+
+// errNoLeader: a replicated stream has no leader yet.
+var errNoLeader = errors.New("natsconf: the stream has no leader yet")
+
+// streamLed returns nil once stream answers with a leader (a stream of one
+// replica has no cluster info and always does).
+func streamLed(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if c := st.CachedInfo().Cluster; c != nil && c.Name != "" && c.Leader == "" {
+		return errNoLeader
+	}
+	return nil
 }
 
 // storeCallTimeout bounds one attempt of a JetStream API call of
@@ -236,15 +258,16 @@ const (
 	storeRetryMax    = 2 * time.Second
 )
 
-// retryStoreCall runs call until it succeeds, fails for good or ctx ends,
-// each attempt bounded by storeCallTimeout. A clustered JetStream drops a
+// RetryUnavailable runs call (a JetStream API call a process makes as it
+// starts: creating or looking up a store) until it succeeds, fails for
+// good or ctx ends, each attempt bounded by storeCallTimeout. A clustered JetStream drops a
 // stream request it gets while its meta leader changes (no answer at
 // all), and answers "temporarily unavailable" or "no suitable peers"
 // while a cluster forms or recovers: those are tried again, after a pause
 // that grows to storeRetryMax. Creating or updating a store is
 // idempotent, so an attempt that took effect but lost its answer is safe
-// to repeat. When ctx ends, the last attempt's error is returned.
-func retryStoreCall(ctx context.Context, call func(context.Context) error) error {
+// to repeat; call must be too. When ctx ends, the last attempt's error is returned.
+func RetryUnavailable(ctx context.Context, call func(context.Context) error) error {
 	pause := 100 * time.Millisecond
 	for {
 		attempt, cancel := context.WithTimeout(ctx, storeCallTimeout)
@@ -265,7 +288,7 @@ func retryStoreCall(ctx context.Context, call func(context.Context) error) error
 // storeCallRetryable tells the failures of a JetStream API call that a
 // forming or recovering cluster gives, and that pass by themselves.
 func storeCallRetryable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, errNoLeader) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return true
 	}

@@ -39,7 +39,7 @@ func TestRetryStoreCall(t *testing.T) {
 	// A dropped request (the attempt's deadline passes), then an
 	// unavailable cluster, then success.
 	calls := 0
-	err := retryStoreCall(ctx, func(attempt context.Context) error {
+	err := RetryUnavailable(ctx, func(attempt context.Context) error {
 		calls++
 		switch calls {
 		case 1:
@@ -53,21 +53,21 @@ func TestRetryStoreCall(t *testing.T) {
 		return nil
 	})
 	if err != nil || calls != 3 {
-		t.Fatalf("retryStoreCall = %v after %d calls, want nil after 3", err, calls)
+		t.Fatalf("RetryUnavailable = %v after %d calls, want nil after 3", err, calls)
 	}
 
 	// A failure for good is returned at once.
 	calls = 0
 	bad := &jetstream.APIError{ErrorCode: jetstream.JSErrCodeBadRequest}
-	if err := retryStoreCall(ctx, func(context.Context) error { calls++; return bad }); !errors.Is(err, bad) || calls != 1 {
-		t.Fatalf("retryStoreCall = %v after %d calls, want the bad request after 1", err, calls)
+	if err := RetryUnavailable(ctx, func(context.Context) error { calls++; return bad }); !errors.Is(err, bad) || calls != 1 {
+		t.Fatalf("RetryUnavailable = %v after %d calls, want the bad request after 1", err, calls)
 	}
 
 	// When ctx ends, the last error comes back.
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancelShort()
-	err = retryStoreCall(short, func(context.Context) error { return nats.ErrNoResponders })
+	err = RetryUnavailable(short, func(context.Context) error { return nats.ErrNoResponders })
 	if !errors.Is(err, nats.ErrNoResponders) {
-		t.Fatalf("retryStoreCall after its context ended = %v, want no responders", err)
+		t.Fatalf("RetryUnavailable after its context ended = %v, want no responders", err)
 	}
 }

@@ -82,19 +82,35 @@ func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects, repl
 		return nil, err
 	}
 	names := subj.StoreNames()
-	stream, err := js.Stream(ctx, names.Rooms)
+	var (
+		stream  jetstream.Stream
+		members jetstream.KeyValue
+		reads   jetstream.KeyValue
+	)
+	// While a cluster settles, a lookup may go unanswered and a new
+	// bucket find no peers yet: tried again (natsconf.RetryUnavailable).
+	err = natsconf.RetryUnavailable(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.Stream(ctx, names.Rooms)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("receipts: stream %s: %w", names.Rooms, err)
 	}
-	members, err := js.KeyValue(ctx, names.Members)
+	err = natsconf.RetryUnavailable(ctx, func(ctx context.Context) (err error) {
+		members, err = js.KeyValue(ctx, names.Members)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("receipts: bucket %s: %w", names.Members, err)
 	}
-	reads, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      subj.ReadStore(),
-		Description: "natter: read position of each user in each room",
-		History:     1,
-		Replicas:    max(replicas, 1),
+	err = natsconf.RetryUnavailable(ctx, func(ctx context.Context) (err error) {
+		reads, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      subj.ReadStore(),
+			Description: "natter: read position of each user in each room",
+			History:     1,
+			Replicas:    max(replicas, 1),
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receipts: bucket %s: %w", subj.ReadStore(), err)
