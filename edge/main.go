@@ -171,6 +171,8 @@ func configure(args []string) (edgeConfig, error) {
 	fs.IntVar(&gw.Burst, "burst", gateway.DefaultBurst, "commands a connection may send at once")
 	fs.IntVar(&gw.MaxFrame, "max-frame", gateway.DefaultMaxFrame, "largest client frame in bytes")
 	fs.DurationVar(&gw.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close connections silent for this long")
+	fs.DurationVar(&gw.MessageTimeout, "message-timeout", gateway.DefaultMessageTimeout, "longest one client message may take to arrive, first frame to last")
+	fs.Int64Var(&gw.ReceiveBudget, "receive-budget", gateway.DefaultReceiveBudget, "bytes of client messages held while they arrive, all connections together (-1: no bound)")
 	fs.IntVar(&gw.WriteQueueBytes, "write-queue", gateway.DefaultWriteQueueBytes, "bytes queued to one client before it is closed as slow")
 	fs.IntVar(&gw.MaxRooms, "max-rooms", gateway.DefaultMaxRooms, "rooms one connection may be in (a join past it: error too_many_rooms)")
 	fs.DurationVar(&gw.LazyDelay, "presence-delay", gateway.DefaultLazyDelay, "how long presence frames may wait to share a write with others")

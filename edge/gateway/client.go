@@ -30,6 +30,7 @@ type client struct {
 	release func()      // gives back the connection's slots (per user, per IP)
 	out     outbox
 
+	guard    *frameGuard // follows the frames the client sends (read goroutine)
 	relayer  relayer
 	limiter  *rate.Limiter // nil when rate limiting is off
 	lastSeen atomic.Int64  // unix nanoseconds of the last frame read
@@ -192,10 +193,39 @@ func (c *client) bye(code protocol.ByeCode, message string) {
 				c.out.close()
 			}
 		}
-		_ = c.ws.WriteMessage(gws.OpcodeText, protocol.EncodeBye(code, message))
-		c.raw.expedite()
-		_ = c.ws.WriteClose(closeCode(code), []byte(code))
+		c.writeBye(code, message)
 	}()
+}
+
+// byeNow is bye for the read goroutine when the connection ends right
+// there: what is queued is dropped, and the bye and the close frame are
+// written before it returns (within the write timeout).
+func (c *client) byeNow(code protocol.ByeCode, message string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.setBye(code)
+	c.out.close()
+	c.raw.expedite()
+	c.writeBye(code, message)
+}
+
+// writeBye writes the bye frame and the close frame.
+func (c *client) writeBye(code protocol.ByeCode, message string) {
+	_ = c.ws.WriteMessage(gws.OpcodeText, protocol.EncodeBye(code, message))
+	c.raw.expedite()
+	_ = c.ws.WriteClose(closeCode(code), []byte(code))
+}
+
+// guardFault ends the connection for what its frame guard found. Read
+// goroutine only.
+func (c *client) guardFault(f guardFault) {
+	switch f {
+	case faultOverloaded:
+		c.byeNow(protocol.ByeOverloaded, "the server is receiving too much at once; reconnect later")
+	default:
+		c.byeNow(protocol.ByeBadClient, "a message did not arrive whole within "+c.g.cfg.MessageTimeout.String())
+	}
 }
 
 // closeCode is the WebSocket close code sent after a bye.
@@ -205,6 +235,8 @@ func closeCode(code protocol.ByeCode) uint16 {
 		return 1001 // going away
 	case protocol.ByeIdle:
 		return 1000
+	case protocol.ByeOverloaded:
+		return 1013 // try again later
 	default:
 		return 1008 // policy violation
 	}
@@ -363,7 +395,28 @@ func (c *client) touch() {
 	}
 	now := time.Now()
 	c.lastSeen.Store(now.UnixNano())
-	_ = c.ws.SetReadDeadline(now.Add(c.g.readDeadline()))
+	c.setReadDeadline(now)
+}
+
+// setReadDeadline sets the read deadline from the last activity (at
+// lastSeen): the idle timeout after it, or sooner the time by which the
+// message arriving must be complete (pings do not extend that).
+func (c *client) setReadDeadline(lastSeen time.Time) {
+	deadline := lastSeen.Add(c.g.readDeadline())
+	if due := c.guard.deadline(); !due.IsZero() && due.Before(deadline) {
+		deadline = due
+	}
+	_ = c.ws.SetReadDeadline(deadline)
+}
+
+// messageStarted is told by the frame guard that a message is arriving in
+// pieces: the read deadline moves up to its due time. Read goroutine
+// only.
+func (c *client) messageStarted() {
+	if c.closing.Load() {
+		return
+	}
+	c.setReadDeadline(time.Unix(0, c.lastSeen.Load()))
 }
 
 // idleSince reports whether the client has been silent since before t.

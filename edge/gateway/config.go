@@ -44,6 +44,21 @@ type Config struct {
 	WriteQueueBytes int
 	// WriteTimeout bounds one write to a client socket (default 10s).
 	WriteTimeout time.Duration
+	// MessageTimeout bounds how long one client message may take to
+	// arrive, from its first frame to its last, however the client keeps
+	// the connection alive meanwhile (pings between fragments do), and
+	// any wait for ReceiveBudget included (default 30s). Past it the
+	// client gets bye "bad_client" (or "overloaded" when it was waiting
+	// for the budget) and the connection closes.
+	MessageTimeout time.Duration
+	// ReceiveBudget bounds the bytes of client messages the edge holds
+	// while they arrive, over all connections (default 64 MiB; negative:
+	// no bound; at least 4 × MaxFrame). Every data frame takes its
+	// payload's length (as sent: compressed frames count compressed) when
+	// its header arrives and gives it back when its message is complete;
+	// while the budget is spent, a frame waits for it, and the sender is
+	// held back by TCP.
+	ReceiveBudget int64
 	// MaxConnsPerUser bounds one user's open connections (default 32;
 	// negative: no limit). One more is refused with HTTP 429.
 	MaxConnsPerUser int
@@ -109,6 +124,8 @@ const (
 	DefaultLazyDelay        = 200 * time.Millisecond
 	DefaultMaxRooms         = 256
 	DefaultGapCheckInterval = 5 * time.Second
+	DefaultMessageTimeout   = 30 * time.Second
+	DefaultReceiveBudget    = 64 << 20
 	hardFrameFactor         = 2
 )
 
@@ -135,20 +152,28 @@ func (c *Config) validate() error {
 	setDefault(&c.GapCheckInterval, DefaultGapCheckInterval)
 	setDefault(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
 	setDefault(&c.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	setDefault(&c.MessageTimeout, DefaultMessageTimeout)
+	setDefault(&c.ReceiveBudget, DefaultReceiveBudget)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	if c.MaxFrame < 0 || c.IdleTimeout < 0 || c.RequestTimeout < 0 || c.Burst < 0 ||
-		c.MaxBadFrames < 0 || c.WriteQueueBytes < 0 || c.WriteTimeout < 0 || c.ReadBufferSize < 0 {
+		c.MaxBadFrames < 0 || c.WriteQueueBytes < 0 || c.WriteTimeout < 0 || c.ReadBufferSize < 0 ||
+		c.MessageTimeout < 0 {
 		return errors.New("gateway: negative limit in config")
 	}
 	if c.WriteQueueBytes < c.MaxFrame {
 		return errors.New("gateway: WriteQueueBytes must hold at least one MaxFrame")
 	}
+	// A message may hold up to the hard frame limit and one more fragment
+	// of it: a budget below that could never be enough for it.
+	if c.ReceiveBudget > 0 && c.ReceiveBudget < 2*hardFrameFactor*int64(c.MaxFrame) {
+		return errors.New("gateway: ReceiveBudget must be at least 4 × MaxFrame")
+	}
 	return nil
 }
 
-func setDefault[T int | float64 | time.Duration](v *T, def T) {
+func setDefault[T int | int64 | float64 | time.Duration](v *T, def T) {
 	if *v == 0 {
 		*v = def
 	}

@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"net/http"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"golang.org/x/sync/semaphore"
 
 	"natter/edge/auth"
 	"natter/edge/protocol"
@@ -47,6 +49,12 @@ type Gateway struct {
 	writers  *writerPool
 	bufs     bufPool      // write buffers of the connections
 	natsDown atomic.Int64 // unix nanoseconds the NATS connection was lost
+
+	// recvBudget is Config.ReceiveBudget (nil: no bound); stopping ends
+	// the waits for it when Shutdown begins.
+	recvBudget  *semaphore.Weighted
+	stopping    context.Context
+	stopWaiting context.CancelFunc
 
 	lifeMu  sync.Mutex // orders registering connections with Shutdown
 	closing atomic.Bool
@@ -74,6 +82,10 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		ids:    nuid.New(),
 		done:   make(chan struct{}),
 	}
+	if cfg.ReceiveBudget > 0 {
+		g.recvBudget = semaphore.NewWeighted(cfg.ReceiveBudget)
+	}
+	g.stopping, g.stopWaiting = context.WithCancel(context.Background())
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.natsDown.Store(time.Now().UnixNano()) })
 	h.g = g
 	g.writers = newWriterPool(&g.wg, g.done)
@@ -178,27 +190,32 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw := &batchConn{Conn: netConn, writeTimeout: g.cfg.WriteTimeout, pool: &g.bufs, metrics: g.cfg.Metrics}
-	// net/http's reader is 4 KiB; an idle connection keeps a smaller one
-	// unless the client already sent bytes past the upgrade request.
-	br := brw.Reader
-	if br.Buffered() == 0 {
-		br = bufio.NewReaderSize(netConn, g.cfg.ReadBufferSize)
+	// gws reads through a buffer of ReadBufferSize over the frame guard,
+	// which sees every byte from the client: also those that came with
+	// the upgrade request, already in net/http's reader (4 KiB, kept only
+	// then).
+	var src io.Reader = netConn
+	if brw.Reader.Buffered() > 0 {
+		src = brw.Reader
 	}
-	ws, err := g.upgrader.UpgradeFromConn(raw, br, r)
+	guard := newFrameGuard(src, g.recvBudget, g.stopping, g.cfg.MessageTimeout, g.cfg.MaxFrame*hardFrameFactor, g.cfg.Metrics)
+	ws, err := g.upgrader.UpgradeFromConn(raw, bufio.NewReaderSize(guard, g.cfg.ReadBufferSize), r)
 	if err != nil {
 		release()
 		return // gws answered 400 and closed
 	}
-	g.open(ws, raw, ident, release)
+	g.open(ws, raw, guard, ident, release)
 }
 
 // open registers a new connection and starts its read loop. release gives
 // back its connection slots once it closes.
-func (g *Gateway) open(ws *gws.Conn, raw *batchConn, ident auth.Identity, release func()) {
+func (g *Gateway) open(ws *gws.Conn, raw *batchConn, guard *frameGuard, ident auth.Identity, release func()) {
 	g.idsMu.Lock()
 	id := g.ids.Next()
 	g.idsMu.Unlock()
 	c := newClient(g, ws, raw, id, ident)
+	c.guard = guard
+	guard.fail, guard.started = c.guardFault, c.messageStarted
 	c.release = release
 	g.cfg.Metrics.ConnOpened()
 	ws.Session().(*session).c = c
@@ -340,6 +357,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if already {
 		return errors.New("gateway: already shut down")
 	}
+	g.stopWaiting()
 	for _, c := range g.hub.all() {
 		c.bye(protocol.ByeShutdown, "server shutting down, reconnect")
 	}
@@ -379,6 +397,7 @@ func (events) OnOpen(*gws.Conn) {}
 
 func (e events) OnClose(ws *gws.Conn, _ error) {
 	if c := clientOf(ws); c != nil {
+		c.guard.close() // the read loop is over: its budget goes back
 		e.g.closed(c)
 	}
 }

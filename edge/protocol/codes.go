@@ -43,6 +43,10 @@ const (
 	// ByeExpired: the connection's token expired and was not refreshed
 	// (protocol v1.1); reconnect with a fresh token.
 	ByeExpired ByeCode = "expired"
+	// ByeOverloaded: the edge could not take in the client's message in
+	// time because too much was arriving at once from all its clients
+	// (protocol v1.1); reconnect after a pause (close code 1013).
+	ByeOverloaded ByeCode = "overloaded"
 )
 
 // Error is a failed command: it becomes an "error" frame with its code.

@@ -196,8 +196,16 @@ func ptUpgradeConn(conn net.Conn, host, pathAndQuery string, hdr http.Header) (*
 // ptWriteFrame writes one final client frame (masked), with RSV1 set when
 // compressed.
 func ptWriteFrame(w io.Writer, opcode byte, payload []byte, compressed bool) error {
+	return ptWriteFragment(w, opcode, payload, true, compressed)
+}
+
+// ptWriteFragment writes one client frame (masked), final when fin.
+func ptWriteFragment(w io.Writer, opcode byte, payload []byte, fin, compressed bool) error {
 	var hdr []byte
-	b0 := 0x80 | opcode
+	b0 := opcode
+	if fin {
+		b0 |= 0x80
+	}
 	if compressed {
 		b0 |= 0x40
 	}

@@ -21,6 +21,7 @@ type Edge struct {
 	batch       prometheus.Histogram
 	slow        prometheus.Counter
 	rateLimited prometheus.Counter
+	receiving   prometheus.Gauge
 
 	types cache[*edgeCommand]
 }
@@ -35,7 +36,7 @@ type edgeCommand struct {
 // byeCodes are the bye codes protocol defines.
 var byeCodes = []protocol.ByeCode{
 	protocol.ByeShutdown, protocol.ByeSlow, protocol.ByeBadClient,
-	protocol.ByeRateLimited, protocol.ByeKicked, protocol.ByeIdle,
+	protocol.ByeRateLimited, protocol.ByeKicked, protocol.ByeIdle, protocol.ByeExpired, protocol.ByeOverloaded,
 }
 
 // NewEdge makes the edge's metrics and registers them on reg.
@@ -61,6 +62,8 @@ func NewEdge(reg prometheus.Registerer) *Edge {
 			Help: "Connections closed with bye slow: more than the write queue waited for them."}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "rate_limited_total",
 			Help: "Client commands over the connection's rate limit."}),
+		receiving: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: "receiving_bytes",
+			Help: "Bytes of client messages held while they arrive, all connections: the part of the receive budget in use."}),
 	}
 	closed := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "connections_closed_total",
 		Help: "WebSocket connections closed, by the code of the bye they got (none: closed without a bye)."}, []string{"code"})
@@ -73,7 +76,7 @@ func NewEdge(reg prometheus.Registerer) *Edge {
 		c.outcomes.make = func(code string) prometheus.Counter { return m.commands.WithLabelValues(t, code) }
 		return c
 	}
-	reg.MustRegister(m.open, m.opened, closed, m.commands, m.duration, m.deliveries, m.written, m.batch, m.slow, m.rateLimited)
+	reg.MustRegister(m.open, m.opened, closed, m.commands, m.duration, m.deliveries, m.written, m.batch, m.slow, m.rateLimited, m.receiving)
 	return m
 }
 
@@ -112,6 +115,15 @@ func (m *Edge) Bye(code protocol.ByeCode) {
 	if code == protocol.ByeSlow {
 		m.slow.Inc()
 	}
+}
+
+// Receiving adds delta to the bytes of client messages held while they
+// arrive (negative when messages end).
+func (m *Edge) Receiving(delta int64) {
+	if m == nil {
+		return
+	}
+	m.receiving.Add(float64(delta))
 }
 
 // Command counts a command of type cmdType answered with code ("" when it
