@@ -126,7 +126,7 @@ func Ready(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects) error {
 		return err
 	}
 	n := subj.StoreNames()
-	for _, stream := range []string{n.Rooms, n.Inbox, "KV_" + n.Members} {
+	for _, stream := range []string{n.Rooms, n.Inbox, subj.PendingStore(), "KV_" + n.Members} {
 		if _, err := js.Stream(ctx, stream); err != nil {
 			return fmt.Errorf("stream %s does not answer: %w", stream, err)
 		}

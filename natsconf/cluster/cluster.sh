@@ -16,7 +16,7 @@
 #   - two edges with development identity (-dev, ?user=): 127.0.0.1:8081 on
 #     node 1 and 127.0.0.1:8082 on node 2;
 # waiting until each is ready (nodes: /healthz, JetStream included; edges:
-# /healthz). Logs: natter-data/cluster/logs/ (the previous start's in
+# /readyz: handlers answer). Logs: natter-data/cluster/logs/ (the previous start's in
 # *.prev.log). The PIDs it started are in
 # natter-data/cluster/pids, and stop ends exactly those (SIGTERM, then SIGKILL
 # after 20 s), edges first, nodes last. Data stays in natter-data/cluster
@@ -221,7 +221,7 @@ start() {
 		edge_url="nats://edge:$edge_pw@127.0.0.1:${CLIENT_PORTS[${EDGE_NODES[i]}]}"
 		NATTER_NATS=$edge_url launch "$name" "$BIN/edge" -dev -addr "${EDGE_ADDRS[i]}"
 		read -r _ pid bin < <(tail -n 1 "$PIDS")
-		wait_http "$name" "$pid" "$bin" "http://${EDGE_ADDRS[i]}/healthz"
+		wait_http "$name" "$pid" "$bin" "http://${EDGE_ADDRS[i]}/readyz"
 		log "$name ready: ws://${EDGE_ADDRS[i]}/ws?user=alice  demo http://${EDGE_ADDRS[i]}/  (NATS node ${NODES[${EDGE_NODES[i]}]})"
 	done
 	trap - EXIT
