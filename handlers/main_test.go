@@ -24,6 +24,7 @@ import (
 	"natter/handlers/registry"
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // handlersCmd is this package's binary, built by the first test that needs it.
@@ -102,15 +103,7 @@ func runToExit(t *testing.T, args ...string) (int, string) {
 // loopback port, shut down in t.Cleanup.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: 0})
-	if err != nil {
-		t.Fatalf("embedded.Start: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return srv
+	return embeddedtest.StartServer(t, embedded.Config{Host: "127.0.0.1", Port: 0})
 }
 
 // closedPort returns a NATS URL on a loopback port nothing listens on.

@@ -11,12 +11,13 @@ import (
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 func TestDrain(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
-	nc := connectInProcess(t, srv)
-	other := connectInProcess(t, srv)
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
+	nc := embeddedtest.ConnectInProcess(t, srv)
+	other := embeddedtest.ConnectInProcess(t, srv)
 
 	// A subscription holding messages finishes them before the drain ends.
 	const n = 100
@@ -46,7 +47,7 @@ func TestDrain(t *testing.T) {
 	}
 
 	done := make(chan error, 1)
-	go func() { done <- natsconf.Drain(testContext(t), nc) }()
+	go func() { done <- natsconf.Drain(embeddedtest.Context(t), nc) }()
 	close(release)
 	select {
 	case err := <-done:
@@ -72,9 +73,9 @@ func TestDrain(t *testing.T) {
 }
 
 func TestDrainContextEnds(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
-	nc := connectInProcess(t, srv)
-	other := connectInProcess(t, srv)
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
+	nc := embeddedtest.ConnectInProcess(t, srv)
+	other := embeddedtest.ConnectInProcess(t, srv)
 
 	// A handler that blocks keeps the drain from finishing.
 	block := make(chan struct{})

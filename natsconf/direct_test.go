@@ -15,6 +15,7 @@ import (
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // directStream is a stream of interleaved subjects and, per subject, what
@@ -38,9 +39,9 @@ type sMsg struct {
 // messages; subjectOf names the subject of message i and sizeOf its size.
 func newDirectStream(tb testing.TB, n int, subjectOf func(i int) string, sizeOf func(i int) int) *directStream {
 	tb.Helper()
-	srv := startServer(tb, embedded.Config{DontListen: true})
-	nc := connectInProcess(tb, srv)
-	ctx := testContext(tb)
+	srv := embeddedtest.StartServer(tb, embedded.Config{DontListen: true})
+	nc := embeddedtest.ConnectInProcess(tb, srv)
+	ctx := embeddedtest.Context(tb)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		tb.Fatal(err)
@@ -93,7 +94,7 @@ func newDirectStream(tb testing.TB, n int, subjectOf func(i int) string, sizeOf 
 // second connection's synchronous subscription queues them up, unread.
 func (s *directStream) countRequests(tb testing.TB) {
 	tb.Helper()
-	counter := connectInProcess(tb, s.srv)
+	counter := embeddedtest.ConnectInProcess(tb, s.srv)
 	sub, err := counter.SubscribeSync("$JS.API.DIRECT.GET.D")
 	if err != nil {
 		tb.Fatal(err)
@@ -244,7 +245,7 @@ func mixedStream(tb testing.TB) *directStream {
 
 func TestReaderPages(t *testing.T) {
 	s := mixedStream(t)
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	subjects := []string{"d.even", "d.burst", "d.rare", "d.one", "d.noise", "d.none"}
 	for _, subject := range subjects {
 		befores := []uint64{0, 1, 2, s.last, s.last + 1, math.MaxUint64}
@@ -285,7 +286,7 @@ func TestReaderPages(t *testing.T) {
 // bound, and gets every message once, in order.
 func TestReaderPagesWalk(t *testing.T) {
 	s := mixedStream(t)
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	for subject, all := range s.subjects {
 		var back []uint64
 		before, pages := uint64(0), 0
@@ -334,7 +335,7 @@ func TestReaderPagesWalk(t *testing.T) {
 func TestReaderBeforeRequests(t *testing.T) {
 	s := mixedStream(t)
 	s.countRequests(t)
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	for _, subject := range []string{"d.even", "d.burst", "d.noise"} {
 		all := s.subjects[subject]
 		for _, before := range []uint64{0, all[len(all)/2].seq, s.last + 1000, math.MaxUint64} {
@@ -363,7 +364,7 @@ func TestReaderBeforeRequests(t *testing.T) {
 // appended to the same subject: each page is a run of stored messages.
 func TestReaderBeforeWhileAppending(t *testing.T) {
 	s := newDirectStream(t, 600, func(i int) string { return []string{"d.a", "d.b"}[i%2] }, func(int) int { return 100 })
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	js, err := jetstream.New(s.nc)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // TestKeepURLOrder: Connect lets the NATS client shuffle its URL list, and
@@ -14,7 +15,7 @@ import (
 func TestKeepURLOrder(t *testing.T) {
 	var urls []string
 	for range 3 {
-		urls = append(urls, startServer(t, embedded.Config{StoreDir: t.TempDir()}).ClientURL())
+		urls = append(urls, embeddedtest.StartServer(t, embedded.Config{StoreDir: t.TempDir()}).ClientURL())
 	}
 	list := strings.Join(urls, ",")
 	firsts := func() int {

@@ -18,13 +18,14 @@ import (
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // pendEntry publishes a pending entry as the inbox handler does.
 func pendEntry(t *testing.T, js jetstream.JetStream, user string, seq uint64, data []byte) error {
 	t.Helper()
 	s := strconv.FormatUint(seq, 10)
-	_, err := js.PublishMsg(testContext(t), &nats.Msg{Subject: "im.store.pending." + user, Data: data, Header: nats.Header{natsconf.HeaderSeq: {s}}},
+	_, err := js.PublishMsg(embeddedtest.Context(t), &nats.Msg{Subject: "im.store.pending." + user, Data: data, Header: nats.Header{natsconf.HeaderSeq: {s}}},
 		jetstream.WithMsgID("pending:"+s))
 	return err
 }
@@ -33,7 +34,7 @@ func pendEntry(t *testing.T, js jetstream.JetStream, user string, seq uint64, da
 // Natter-Seq headers.
 func pendSeqs(t *testing.T, nc *nats.Conn, stream, subject string) []string {
 	t.Helper()
-	msgs, err := natsconf.NewReader(nc, stream).After(testContext(t), subject, 0, 1000)
+	msgs, err := natsconf.NewReader(nc, stream).After(embeddedtest.Context(t), subject, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +49,14 @@ func pendSeqs(t *testing.T, nc *nats.Conn, stream, subject string) []string {
 // and any beyond InboxMaxBytes for the whole stream, are refused (and
 // recognised as such), and what is stored stays.
 func TestPendingStoreRefusesNewest(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
-	nc := connectInProcess(t, srv)
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
+	nc := embeddedtest.ConnectInProcess(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	subj := natsconf.MustSubjects("im")
-	if err := natsconf.EnsureStores(testContext(t), js, subj, natsconf.StoreConfig{InboxMaxMsgs: 3, InboxMaxBytes: 64 << 10}); err != nil {
+	if err := natsconf.EnsureStores(embeddedtest.Context(t), js, subj, natsconf.StoreConfig{InboxMaxMsgs: 3, InboxMaxBytes: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range uint64(3) {
@@ -98,13 +99,13 @@ func TestPendingStoreRefusesNewest(t *testing.T) {
 // subjects leave it, its dms stay, and its pending entries move to the
 // pending stream with their frame and seq, so no stored dm is lost.
 func TestEnsureStoresUpgradesPending(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
-	nc := connectInProcess(t, srv)
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
+	nc := embeddedtest.ConnectInProcess(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	subj := natsconf.MustSubjects("im")
 	names := subj.StoreNames()
 	// The inbox stream of the previous release, with more pending entries

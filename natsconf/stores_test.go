@@ -1,69 +1,32 @@
 package natsconf_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
-// startServer starts an embedded server with JetStream in t.TempDir() and
-// shuts it down in t.Cleanup.
-func startServer(tb testing.TB, cfg embedded.Config) *server.Server {
-	tb.Helper()
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = tb.TempDir()
-	}
-	srv, err := embedded.Start(cfg)
-	if err != nil {
-		tb.Fatalf("embedded.Start: %v", err)
-	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return srv
-}
-
-// connectInProcess connects to srv in-process and closes it in t.Cleanup.
-func connectInProcess(tb testing.TB, srv *server.Server) *nats.Conn {
-	tb.Helper()
-	nc, err := embedded.Connect(srv, tb.Name())
-	if err != nil {
-		tb.Fatalf("embedded.Connect: %v", err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
-}
-
-func testContext(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 func TestEmbeddedEnsureStores(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
 	if srv.Addr() != nil {
 		t.Fatalf("DontListen server listens on %v", srv.Addr())
 	}
 	if !srv.JetStreamEnabled() {
 		t.Fatal("JetStream not enabled")
 	}
-	nc := connectInProcess(t, srv)
+	nc := embeddedtest.ConnectInProcess(t, srv)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	subj := natsconf.MustSubjects("im")
 	for i := range 2 {
 		if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{}); err != nil {
@@ -157,12 +120,12 @@ func TestEmbeddedEnsureStores(t *testing.T) {
 }
 
 func TestEnsureStoresCustomLimits(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
-	js, err := jetstream.New(connectInProcess(t, srv))
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
+	js, err := jetstream.New(embeddedtest.ConnectInProcess(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testContext(t)
+	ctx := embeddedtest.Context(t)
 	subj := natsconf.MustSubjects("app.v1")
 	if err := natsconf.EnsureStores(ctx, js, subj, natsconf.StoreConfig{}); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"natter/handlers/runtime"
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // ShutdownTimeout bounds the Shutdown of an edge and the stop of handlers
@@ -30,20 +31,7 @@ func QuietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // edges and handlers connect to). It is shut down in cleanup.
 func StartNATS(t testing.TB) *natsserver.Server {
 	t.Helper()
-	ns, err := embedded.Start(embedded.Config{
-		StoreDir:   t.TempDir(),
-		Host:       "127.0.0.1",
-		Port:       0,
-		ServerName: "wstest",
-	})
-	if err != nil {
-		t.Fatalf("wstest: start NATS: %v", err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return embeddedtest.StartServer(t, embedded.Config{Host: "127.0.0.1", Port: 0, ServerName: "wstest"})
 }
 
 // StartEdge starts an edge with cfg, filling in Addr "127.0.0.1:0" (a random

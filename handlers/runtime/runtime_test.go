@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
@@ -21,6 +20,7 @@ import (
 	"natter/handlers/runtime"
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // testTimeout is the command deadline of the services under test, short so
@@ -38,25 +38,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // it; both go away in t.Cleanup.
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Config{StoreDir: t.TempDir(), DontListen: true})
-	if err != nil {
-		t.Fatalf("embedded.Start: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return connect(t, srv)
-}
-
-func connect(t *testing.T, srv *server.Server) *nats.Conn {
-	t.Helper()
-	nc, err := embedded.Connect(srv, t.Name())
-	if err != nil {
-		t.Fatalf("embedded.Connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return embeddedtest.ConnectInProcess(t, embeddedtest.StartServer(t, embedded.Config{DontListen: true}))
 }
 
 // newService starts a runtime service on nc; zero fields of cfg get the

@@ -1,53 +1,15 @@
 package embedded_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
-
-// startServer starts an embedded server with JetStream in t.TempDir() and
-// shuts it down in t.Cleanup.
-func startServer(tb testing.TB, cfg embedded.Config) *server.Server {
-	tb.Helper()
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = tb.TempDir()
-	}
-	srv, err := embedded.Start(cfg)
-	if err != nil {
-		tb.Fatalf("Start: %v", err)
-	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	return srv
-}
-
-// connectInProcess connects to srv in-process and closes it in t.Cleanup.
-func connectInProcess(tb testing.TB, srv *server.Server) *nats.Conn {
-	tb.Helper()
-	nc, err := embedded.Connect(srv, tb.Name())
-	if err != nil {
-		tb.Fatalf("Connect: %v", err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
-}
-
-func testContext(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}
 
 func TestStartNeedsStoreDir(t *testing.T) {
 	srv, err := embedded.Start(embedded.Config{DontListen: true})
@@ -59,7 +21,7 @@ func TestStartNeedsStoreDir(t *testing.T) {
 }
 
 func TestEmbeddedTCP(t *testing.T) {
-	srv := startServer(t, embedded.Config{Port: 0})
+	srv := embeddedtest.StartServer(t, embedded.Config{Port: 0})
 	if srv.Addr() == nil {
 		t.Fatal("server does not listen")
 	}
@@ -77,7 +39,7 @@ func TestEmbeddedTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second, in-process connection reaches the TCP one.
-	other := connectInProcess(t, srv)
+	other := embeddedtest.ConnectInProcess(t, srv)
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,13 +53,13 @@ func TestEmbeddedTCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := natsconf.EnsureStores(testContext(t), js, natsconf.MustSubjects("im"), natsconf.StoreConfig{}); err != nil {
+	if err := natsconf.EnsureStores(embeddedtest.Context(t), js, natsconf.MustSubjects("im"), natsconf.StoreConfig{}); err != nil {
 		t.Fatalf("EnsureStores over TCP: %v", err)
 	}
 }
 
 func TestServiceOptions(t *testing.T) {
-	srv := startServer(t, embedded.Config{DontListen: true})
+	srv := embeddedtest.StartServer(t, embedded.Config{DontListen: true})
 	nc, err := embedded.Connect(srv, "svc-name")
 	if err != nil {
 		t.Fatal(err)
