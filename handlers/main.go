@@ -34,6 +34,11 @@ import (
 	"natter/natsconf/ops/metrics"
 )
 
+// startTimeout bounds a handlers process's start: the stores created (or
+// found) and every handler subscribed. A whole cluster restarting may take
+// a minute to elect its leaders.
+const startTimeout = 2 * time.Minute
+
 func main() {
 	if err := run(os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "handlers:", err)
@@ -106,7 +111,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Creating the stores waits out a cluster that is still forming or
+	// electing leaders (natsconf.RetryUnavailable), up to startTimeout.
+	startCtx, cancel := context.WithTimeout(ctx, startTimeout)
 	set, err := registry.Start(startCtx, nc, rcfg, stores, names...)
 	cancel()
 	if err != nil {

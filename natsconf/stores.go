@@ -201,7 +201,7 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	// The inbox first: an inbox stream of an older natter still holds the
 	// pending subjects, which the pending stream cannot take before.
 	for _, sc := range []jetstream.StreamConfig{rooms, inbox, pending} {
-		err := RetryUnavailable(ctx, func(ctx context.Context) error {
+		err := RetryUnavailable(ctx, js.Conn(), func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		})
@@ -209,7 +209,7 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 			return fmt.Errorf("natsconf: stream %s: %w", sc.Name, err)
 		}
 	}
-	err := RetryUnavailable(ctx, func(ctx context.Context) error {
+	err := RetryUnavailable(ctx, js.Conn(), func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      names.Members,
 			Description: "natter room membership: <room>.<user> -> connections",
@@ -225,11 +225,11 @@ func EnsureStores(ctx context.Context, js jetstream.JetStream, s Subjects, cfg S
 	// has a leader and its replicas are up: wait for that here, so that
 	// the lookups of the handlers starting next are answered.
 	for _, name := range []string{rooms.Name, inbox.Name, pending.Name, "KV_" + names.Members} {
-		if err := RetryUnavailable(ctx, func(ctx context.Context) error { return streamLed(ctx, js, name) }); err != nil {
+		if err := RetryUnavailable(ctx, js.Conn(), func(ctx context.Context) error { return streamLed(ctx, js, name) }); err != nil {
 			return fmt.Errorf("natsconf: stream %s: %w", name, err)
 		}
 	}
-	return RetryUnavailable(ctx, func(ctx context.Context) error {
+	return RetryUnavailable(ctx, js.Conn(), func(ctx context.Context) error {
 		_, err := MigratePending(ctx, js, s)
 		return err
 	})
@@ -259,15 +259,18 @@ const (
 )
 
 // RetryUnavailable runs call (a JetStream API call a process makes as it
-// starts: creating or looking up a store) until it succeeds, fails for
-// good or ctx ends, each attempt bounded by storeCallTimeout. A clustered JetStream drops a
-// stream request it gets while its meta leader changes (no answer at
-// all), and answers "temporarily unavailable" or "no suitable peers"
-// while a cluster forms or recovers: those are tried again, after a pause
-// that grows to storeRetryMax. Creating or updating a store is
+// starts: creating or looking up a store) on nc until it succeeds, fails
+// for good or ctx ends, each attempt bounded by storeCallTimeout. A
+// clustered JetStream drops a stream request it gets while its meta
+// leader changes (no answer at all), and answers "temporarily
+// unavailable" or "no suitable peers" while a cluster forms or recovers:
+// those are tried again, after a pause that grows to storeRetryMax. A
+// request nc's user may not publish also goes unanswered; nats.go reports
+// it on nc, and it fails at once. Creating or updating a store is
 // idempotent, so an attempt that took effect but lost its answer is safe
-// to repeat; call must be too. When ctx ends, the last attempt's error is returned.
-func RetryUnavailable(ctx context.Context, call func(context.Context) error) error {
+// to repeat; call must be too. When ctx ends, the last attempt's error is
+// returned.
+func RetryUnavailable(ctx context.Context, nc *nats.Conn, call func(context.Context) error) error {
 	pause := 100 * time.Millisecond
 	for {
 		attempt, cancel := context.WithTimeout(ctx, storeCallTimeout)
@@ -275,6 +278,11 @@ func RetryUnavailable(ctx context.Context, call func(context.Context) error) err
 		cancel()
 		if err == nil || ctx.Err() != nil || !storeCallRetryable(err) {
 			return err
+		}
+		// A request the user may not publish goes unanswered, like one
+		// a cluster dropped; nats.go tells it apart as an async error.
+		if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
+			return fmt.Errorf("%w (%w)", err, last)
 		}
 		select {
 		case <-ctx.Done():

@@ -33,13 +33,14 @@ func TestStoreCallRetryable(t *testing.T) {
 }
 
 func TestRetryStoreCall(t *testing.T) {
+	nc := &nats.Conn{} // no error ever
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
 	// A dropped request (the attempt's deadline passes), then an
 	// unavailable cluster, then success.
 	calls := 0
-	err := RetryUnavailable(ctx, func(attempt context.Context) error {
+	err := RetryUnavailable(ctx, nc, func(attempt context.Context) error {
 		calls++
 		switch calls {
 		case 1:
@@ -59,14 +60,14 @@ func TestRetryStoreCall(t *testing.T) {
 	// A failure for good is returned at once.
 	calls = 0
 	bad := &jetstream.APIError{ErrorCode: jetstream.JSErrCodeBadRequest}
-	if err := RetryUnavailable(ctx, func(context.Context) error { calls++; return bad }); !errors.Is(err, bad) || calls != 1 {
+	if err := RetryUnavailable(ctx, nc, func(context.Context) error { calls++; return bad }); !errors.Is(err, bad) || calls != 1 {
 		t.Fatalf("RetryUnavailable = %v after %d calls, want the bad request after 1", err, calls)
 	}
 
 	// When ctx ends, the last error comes back.
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancelShort()
-	err = RetryUnavailable(short, func(context.Context) error { return nats.ErrNoResponders })
+	err = RetryUnavailable(short, nc, func(context.Context) error { return nats.ErrNoResponders })
 	if !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("RetryUnavailable after its context ended = %v, want no responders", err)
 	}

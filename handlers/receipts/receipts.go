@@ -89,21 +89,21 @@ func newHandler(ctx context.Context, nc *nats.Conn, subj natsconf.Subjects, repl
 	)
 	// While a cluster settles, a lookup may go unanswered and a new
 	// bucket find no peers yet: tried again (natsconf.RetryUnavailable).
-	err = natsconf.RetryUnavailable(ctx, func(ctx context.Context) (err error) {
+	err = natsconf.RetryUnavailable(ctx, nc, func(ctx context.Context) (err error) {
 		stream, err = js.Stream(ctx, names.Rooms)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receipts: stream %s: %w", names.Rooms, err)
 	}
-	err = natsconf.RetryUnavailable(ctx, func(ctx context.Context) (err error) {
+	err = natsconf.RetryUnavailable(ctx, nc, func(ctx context.Context) (err error) {
 		members, err = js.KeyValue(ctx, names.Members)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receipts: bucket %s: %w", names.Members, err)
 	}
-	err = natsconf.RetryUnavailable(ctx, func(ctx context.Context) (err error) {
+	err = natsconf.RetryUnavailable(ctx, nc, func(ctx context.Context) (err error) {
 		reads, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      subj.ReadStore(),
 			Description: "natter: read position of each user in each room",

@@ -200,7 +200,7 @@ start() {
 	done
 	# A handler that exits while starting is started again (3 tries): right
 	# after the nodes (re)start, a JetStream request can go unanswered while
-	# the streams settle, and handlers give up after 30 s.
+	# the streams settle; handlers try again for up to 2 minutes, then exit.
 	local try
 	for name in h1 h2; do
 		for try in 1 2 3; do
