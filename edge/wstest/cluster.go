@@ -19,6 +19,7 @@ import (
 	"natter/handlers/registry"
 	"natter/handlers/runtime"
 	"natter/natsconf"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // ClusterSize is the number of NATS nodes StartCluster runs.
@@ -130,10 +131,10 @@ func StartCluster(t testing.TB) *Cluster {
 		c.clients[i] = startProxy(t, net.JoinHostPort(host, strconv.Itoa(port)))
 		c.urls[i] = "nats://" + c.clients[i].addr()
 	}
-	if !waitFor(ClusterSetupTimeout, func() bool {
+	if !embeddedtest.WaitFor(ClusterSetupTimeout, func() bool {
 		leaders, routeConns := 0, 0
 		for _, ns := range c.nodes {
-			if peerCount(ns) != ClusterSize-1 || !ns.JetStreamIsClustered() {
+			if embeddedtest.PeerCount(ns) != ClusterSize-1 || !ns.JetStreamIsClustered() {
 				return false
 			}
 			routeConns += ns.NumRoutes()
@@ -156,7 +157,7 @@ func StartCluster(t testing.TB) *Cluster {
 		// must be a proxied one.
 		return leaders == 1 && routeConns == 2*proxied
 	}) {
-		t.Fatalf("wstest: the cluster did not form: routes %d %d %d", peerCount(c.nodes[0]), peerCount(c.nodes[1]), peerCount(c.nodes[2]))
+		t.Fatalf("wstest: the cluster did not form: routes %d %d %d", embeddedtest.PeerCount(c.nodes[0]), embeddedtest.PeerCount(c.nodes[1]), embeddedtest.PeerCount(c.nodes[2]))
 	}
 	return c
 }
@@ -178,32 +179,6 @@ func freePorts(t testing.TB, n int) []int {
 		_ = ln.Close()
 	}
 	return ports
-}
-
-// peerCount counts the servers ns has routes to (a route pool holds several
-// connections to each).
-func peerCount(ns *natsserver.Server) int {
-	rz, err := ns.Routez(nil)
-	if err != nil {
-		return -1
-	}
-	peers := map[string]bool{}
-	for _, r := range rz.Routes {
-		peers[r.RemoteID] = true
-	}
-	return len(peers)
-}
-
-// waitFor polls cond every 20ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
 }
 
 // Node returns node i (0, 1 or 2), also once stopped.
@@ -341,7 +316,7 @@ func (c *Cluster) StreamLeader(t testing.TB, stream string) int {
 		t.Fatal(err)
 	}
 	leader, last := -1, ""
-	if !waitFor(ClusterSetupTimeout, func() bool {
+	if !embeddedtest.WaitFor(ClusterSetupTimeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, stream)
@@ -430,7 +405,7 @@ func (c *Cluster) StartEdge(t testing.TB, first int, cfg server.Config) *server.
 	prev := natsconf.KeepURLOrder(true)
 	srv := StartEdge(t, cfg)
 	natsconf.KeepURLOrder(prev)
-	if !waitFor(ClusterSetupTimeout, func() bool { return c.edgeConns(first) == before+1 }) {
+	if !embeddedtest.WaitFor(ClusterSetupTimeout, func() bool { return c.edgeConns(first) == before+1 }) {
 		t.Fatalf("wstest: the edge did not connect to node %d first", first+1)
 	}
 	return srv

@@ -15,20 +15,14 @@ import (
 	"natter/handlers/connset"
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 // testServer starts an embedded JetStream server with natter's stores and
 // shuts it down in t.Cleanup.
 func testServer(tb testing.TB) *server.Server {
 	tb.Helper()
-	srv, err := embedded.Start(embedded.Config{StoreDir: tb.TempDir(), DontListen: true})
-	if err != nil {
-		tb.Fatalf("embedded.Start: %v", err)
-	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
+	srv := embeddedtest.StartServer(tb, embedded.Config{DontListen: true})
 	js := jsOn(tb, srv)
 	if err := natsconf.EnsureStores(testContext(tb), js, natsconf.MustSubjects("im"), natsconf.StoreConfig{}); err != nil {
 		tb.Fatalf("EnsureStores: %v", err)

@@ -205,14 +205,7 @@ func isConflict(err error) bool {
 // latest returns the seq of room's latest stored message (0: none).
 func (h *handler) latest(ctx context.Context, room string) (uint64, error) {
 	subject, _ := h.subj.RoomStore(room)
-	msg, err := h.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, runtime.StoreError(err)
-	}
-	return msg.Sequence, nil
+	return runtime.LastSeq(ctx, h.stream, subject)
 }
 
 func (h *handler) unread(ctx context.Context, req *runtime.Request) (runtime.Response, error) {

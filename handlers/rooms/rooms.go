@@ -452,14 +452,7 @@ func (h *handler) disconnect(ctx context.Context, ev *runtime.Event) error {
 
 func (h *handler) lastSeq(ctx context.Context, room string) (uint64, error) {
 	subject, _ := h.subj.RoomStore(room)
-	msg, err := h.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, runtime.StoreError(err)
-	}
-	return msg.Sequence, nil
+	return runtime.LastSeq(ctx, h.stream, subject)
 }
 
 func (h *handler) presence(room, user, event string) {

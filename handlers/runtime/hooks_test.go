@@ -11,24 +11,12 @@ import (
 	"natter/edge/protocol"
 	"natter/handlers/runtime"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 func hookNATS(tb testing.TB) *nats.Conn {
 	tb.Helper()
-	srv, err := embedded.Start(embedded.Config{StoreDir: tb.TempDir(), DontListen: true})
-	if err != nil {
-		tb.Fatalf("embedded.Start: %v", err)
-	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	nc, err := embedded.Connect(srv, tb.Name())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
+	return embeddedtest.ConnectInProcess(tb, embeddedtest.StartServer(tb, embedded.Config{DontListen: true}))
 }
 
 func hookReq(body string) *runtime.Request {

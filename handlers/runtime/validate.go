@@ -204,3 +204,17 @@ func AwaitAck(ctx context.Context, fut jetstream.PubAckFuture) (*jetstream.PubAc
 		return nil, StoreError(ctx.Err())
 	}
 }
+
+// LastSeq returns the stream sequence of the latest message stream holds
+// on subject (0 when it holds none), with StoreError's mapping of
+// failures: a room's latest seq, for one.
+func LastSeq(ctx context.Context, stream jetstream.Stream, subject string) (uint64, error) {
+	msg, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, StoreError(err)
+	}
+	return msg.Sequence, nil
+}

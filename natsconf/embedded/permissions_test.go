@@ -28,6 +28,7 @@ import (
 
 	"natter/natsconf"
 	"natter/natsconf/embedded"
+	"natter/natsconf/embedded/embeddedtest"
 )
 
 const (
@@ -1134,32 +1135,6 @@ func permClusterNode(t *testing.T, file string, clusterPort int) *server.Server 
 	return ns
 }
 
-// permPeers counts the servers ns has routes to (a route pool holds several
-// connections to each).
-func permPeers(ns *server.Server) int {
-	rz, err := ns.Routez(nil)
-	if err != nil {
-		return -1
-	}
-	peers := map[string]bool{}
-	for _, r := range rz.Routes {
-		peers[r.RemoteID] = true
-	}
-	return len(peers)
-}
-
-// permWait polls cond every 50ms until it holds or d passes.
-func permWait(d time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-}
-
 // TestClusterConfigRoutes runs the three cluster configs (on free ports):
 // they form a cluster in which the handlers user creates natter's stores
 // with 3 replicas and an edge on one node hears a delivery published on
@@ -1177,15 +1152,15 @@ func TestClusterConfigRoutes(t *testing.T) {
 	for i := range 3 {
 		nodes = append(nodes, permClusterNode(t, "../cluster/n"+strconv.Itoa(i+1)+".conf", ports[i]))
 	}
-	if !permWait(20*time.Second, func() bool {
+	if !embeddedtest.WaitFor(20*time.Second, func() bool {
 		for _, n := range nodes {
-			if permPeers(n) != 2 || !n.JetStreamIsClustered() {
+			if embeddedtest.PeerCount(n) != 2 || !n.JetStreamIsClustered() {
 				return false
 			}
 		}
 		return nodes[0].JetStreamIsLeader() || nodes[1].JetStreamIsLeader() || nodes[2].JetStreamIsLeader()
 	}) {
-		t.Fatalf("no cluster: peers %d %d %d", permPeers(nodes[0]), permPeers(nodes[1]), permPeers(nodes[2]))
+		t.Fatalf("no cluster: peers %d %d %d", embeddedtest.PeerCount(nodes[0]), embeddedtest.PeerCount(nodes[1]), embeddedtest.PeerCount(nodes[2]))
 	}
 
 	// Intruders: a wrong password, and none, in their route URLs and
@@ -1220,7 +1195,7 @@ func TestClusterConfigRoutes(t *testing.T) {
 	if err := edge.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if !permWait(5*time.Second, func() bool {
+	if !embeddedtest.WaitFor(5*time.Second, func() bool {
 		if _, err := js.Publish(ctx, "im.store.room.x", []byte("across")); err != nil {
 			t.Fatal(err)
 		}
@@ -1239,7 +1214,7 @@ func TestClusterConfigRoutes(t *testing.T) {
 		}
 	}
 	for i, n := range nodes {
-		if r := permPeers(n); r != 2 {
+		if r := embeddedtest.PeerCount(n); r != 2 {
 			t.Errorf("node %d: routes to %d servers, want 2", i+1, r)
 		}
 	}

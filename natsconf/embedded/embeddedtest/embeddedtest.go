@@ -51,3 +51,29 @@ func Context(tb testing.TB) context.Context {
 	tb.Cleanup(cancel)
 	return ctx
 }
+
+// PeerCount counts the servers ns has routes to (a route pool holds
+// several connections to each); -1 when ns cannot tell.
+func PeerCount(ns *server.Server) int {
+	rz, err := ns.Routez(nil)
+	if err != nil {
+		return -1
+	}
+	peers := map[string]bool{}
+	for _, r := range rz.Routes {
+		peers[r.RemoteID] = true
+	}
+	return len(peers)
+}
+
+// WaitFor polls cond every 20ms until it holds (true) or d passes (false).
+func WaitFor(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
